@@ -1,0 +1,6 @@
+"""Build shards from videos: the stages, the plan, the Ray executor and the driver loop."""
+
+from .report import BuildReport
+from .runner import build
+
+__all__ = ["BuildReport", "build"]

@@ -1,0 +1,174 @@
+"""The one module that talks to Ray. Everything else hands it plain functions and data.
+
+Ray's API moves between versions; keeping every call here means one file to mend. The build asks
+for four things: run a function somewhere (with resources and retries), keep a model alive in an
+actor, wait for results, and say what the cluster has.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Callable, Sequence
+
+from ..errors import FlowprepError
+from .stages import StageSpec
+
+
+def _stamp_node(result: Any) -> Any:
+    """Mark results with the node that produced them (for the per-node summary)."""
+    import ray
+
+    node = ray.get_runtime_context().get_node_id()[:8]
+    for item in result if isinstance(result, list) else [result]:
+        if hasattr(item, "node") and not getattr(item, "node"):
+            item.node = node
+    return result
+
+
+def _call(fn: Callable, *args: Any) -> Any:
+    return _stamp_node(fn(*args))
+
+
+class _StageActor:
+    """A long-lived worker holding one stateful stage (a flow model on a GPU)."""
+
+    def __init__(self, cls: type, *init_args: Any):
+        self.stage = cls(*init_args)
+
+    def call(self, *args: Any) -> Any:
+        return _stamp_node(self.stage(*args))
+
+    def describe(self) -> Any:
+        return self.stage.describe()
+
+
+class RayExecutor:
+    """Runs stages on a Ray cluster: an embedded local one by default, or the one at ``address``."""
+
+    def __init__(self, address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None):
+        self.address = address
+        self.num_cpus = num_cpus
+        self.num_gpus = num_gpus
+        self._started_here = False
+        self._remote_call = None
+        self._actor_cls = None
+
+    # ---- lifecycle ----------------------------------------------------------------------
+    def __enter__(self) -> "RayExecutor":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def start(self) -> None:
+        import ray
+
+        if ray.is_initialized():
+            pass  # a caller (a test, a notebook, a Ray job) already connected: use that cluster
+        elif self.address:
+            try:
+                ray.init(address=self.address, logging_level=logging.WARNING, log_to_driver=False)
+            except (ConnectionError, ValueError, RuntimeError) as exc:
+                raise FlowprepError(
+                    f"cannot connect to the Ray cluster at {self.address!r}: {exc}. "
+                    "Start one with `ray start --head`, or drop --ray-address for a local cluster."
+                ) from None
+            self._started_here = True
+        else:
+            cpus = self.num_cpus or os.cpu_count() or 1
+            ray.init(
+                num_cpus=cpus,
+                num_gpus=self.num_gpus,
+                include_dashboard=False,
+                logging_level=logging.WARNING,
+                log_to_driver=False,
+                configure_logging=True,
+            )
+            self._started_here = True
+        self._remote_call = ray.remote(_call)
+        self._actor_cls = ray.remote(_StageActor)
+
+    def close(self) -> None:
+        import ray
+
+        if self._started_here and ray.is_initialized():
+            ray.shutdown()
+        self._started_here = False
+
+    # ---- what the cluster has ----------------------------------------------------------------
+    def resources(self) -> dict[str, float]:
+        import ray
+
+        res = ray.cluster_resources()
+        alive = [n for n in ray.nodes() if n.get("Alive")]
+        return {"CPU": float(res.get("CPU", 0)), "GPU": float(res.get("GPU", 0)), "nodes": float(len(alive))}
+
+    # ---- work ---------------------------------------------------------------------------
+    def submit(self, spec: StageSpec, fn: Callable, *args: Any):
+        """Run ``fn(*args)`` as a task; ``args`` may hold results of earlier submissions."""
+        return self._remote_call.options(
+            num_cpus=spec.num_cpus, num_gpus=spec.num_gpus, max_retries=spec.max_retries, name=spec.name
+        ).remote(fn, *args)
+
+    def start_actors(self, spec: StageSpec, cls: type, init_args: Sequence, count: int, use_gpu: bool) -> list:
+        """``count`` actors each holding ``cls(*init_args)``; restarted when their process dies."""
+        opts = dict(
+            num_cpus=spec.num_cpus if not use_gpu else 1,
+            num_gpus=spec.num_gpus if use_gpu else 0,
+            max_restarts=spec.max_retries,
+            max_task_retries=spec.max_retries,
+        )
+        return [self._actor_cls.options(**opts).remote(cls, *init_args) for _ in range(count)]
+
+    def call_actor(self, actor, *args: Any):
+        return actor.call.remote(*args)
+
+    def describe_actor(self, actor):
+        return actor.describe.remote()
+
+    def wait(self, refs: Sequence, timeout: float | None = None) -> tuple[list, list]:
+        import ray
+
+        if not refs:
+            return [], []
+        return ray.wait(list(refs), num_returns=1, timeout=timeout, fetch_local=False)
+
+    def ready(self, refs: Sequence) -> list:
+        """The subset of ``refs`` that is finished, without waiting."""
+        import ray
+
+        if not refs:
+            return []
+        done, _ = ray.wait(list(refs), num_returns=len(refs), timeout=0, fetch_local=False)
+        return done
+
+    def get(self, ref) -> Any:
+        """The value of a finished submission; a FlowprepError raised remotely comes back as itself."""
+        import ray
+        from ray.exceptions import RayError, RayTaskError
+
+        try:
+            return ray.get(ref)
+        except RayTaskError as exc:
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, FlowprepError):
+                raise cause from None
+            raise FlowprepError(f"a Ray task failed after its retries: {_first_line(exc)}") from None
+        except RayError as exc:
+            raise FlowprepError(f"Ray lost the work: {_first_line(exc)}") from None
+
+    def cancel(self, refs: Sequence) -> None:
+        import ray
+
+        for ref in refs:
+            try:
+                ray.cancel(ref, force=False)
+            except Exception:  # already finished or gone
+                pass
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[-1][:400] if text else type(exc).__name__

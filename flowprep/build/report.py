@@ -1,0 +1,59 @@
+"""What a build did: the figures a person wants at the end, and the exit status they imply."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import EXIT_FATAL, EXIT_OK, EXIT_PARTIAL
+
+
+@dataclass
+class BuildReport:
+    out_dir: str
+    planned_clips: int = 0
+    skipped_shards: int = 0  # already committed by an earlier run
+    written_shards: int = 0
+    clips: int = 0  # written by this run
+    failed: int = 0  # failed in this run
+    frames: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    nodes: dict[str, int] = field(default_factory=dict)
+    shard_errors: list[str] = field(default_factory=list)
+    total_failed: int = 0  # over the whole output folder, earlier runs included
+    complete: bool = False
+
+    @property
+    def frames_per_s(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def bytes_per_clip(self) -> float:
+        return self.bytes / self.clips if self.clips else 0.0
+
+    @property
+    def exit_code(self) -> int:
+        if self.shard_errors or not self.complete:
+            return EXIT_FATAL
+        return EXIT_PARTIAL if self.total_failed else EXIT_OK
+
+    def lines(self) -> list[str]:
+        out = [
+            f"clips written {self.clips}, failed {self.failed}"
+            + (f", {self.skipped_shards} shard(s) already done" if self.skipped_shards else ""),
+            f"{self.frames} frames in {self.seconds:.1f} s: {self.frames_per_s:.1f} frames/s, "
+            f"{self.bytes_per_clip / 1024:.0f} KiB per clip",
+        ]
+        if self.frames and self.stage_seconds:
+            per = ", ".join(f"{k.removesuffix('_s')} {1000 * v / self.frames:.2f}" for k, v in self.stage_seconds.items())
+            out.append(f"worker time per frame (ms): {per}")
+        if len(self.nodes) > 1:
+            out.append("clips per node: " + ", ".join(f"{n} {c}" for n, c in sorted(self.nodes.items())))
+        if self.total_failed:
+            out.append(f"{self.total_failed} clip(s) failed in all: see failures.jsonl in {self.out_dir}")
+        for err in self.shard_errors:
+            out.append(f"shard not built: {err}")
+        if self.shard_errors or not self.complete:
+            out.append("the build is incomplete: rerun the same command to finish it")
+        return out

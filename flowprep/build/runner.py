@@ -1,0 +1,267 @@
+"""`flowprep build` as a library call: plan shards, skip what is committed, run the rest on Ray.
+
+Data flows one way: clip records -> crop tasks -> (flow actors) -> shard writers -> manifest.
+The driver only schedules and commits; it never touches pixels, so it is not the bottleneck of a
+cluster build and it can die at any moment without leaving a shard that looks complete.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections import deque
+from importlib import metadata
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from .. import __version__
+from ..config import BuildConfig
+from ..errors import FlowprepError
+from ..shards.layout import FAILURES_NAME, FORMAT_VERSION, MANIFEST_NAME, SHARD_SUFFIX
+from ..shards.manifest import Manifest, ShardEntry
+from ..sources import discover
+from . import stages
+from .executor import RayExecutor
+from .plan import PlannedShard, plan_shards
+from .report import BuildReport
+
+# Clips per flow call = batch_pairs / this: LRW clips have 28 pairs; longer clips just make bigger calls.
+PAIRS_PER_CLIP = 28
+VERSIONED = ("flowprep", "torch", "ptlflow", "dlib-bin", "opencv-python", "h5py", "hdf5plugin", "ray", "numpy")
+
+
+def build(
+    src: str | Path,
+    out: str | Path,
+    config: BuildConfig | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    executor: RayExecutor | None = None,
+) -> BuildReport:
+    """Build shards for every clip under ``src`` into ``out``; resumes what an earlier run began."""
+    cfg = config or BuildConfig()
+    src, out = Path(src).resolve(), Path(out).resolve()
+    if not src.is_dir():
+        raise FlowprepError(f"--src {src} is not a directory")
+    records = discover(src, cfg.layout)
+    layout = records[0].source if records else cfg.layout
+    if cfg.limit is not None:
+        records = records[: cfg.limit]
+    if not records:
+        raise FlowprepError(f"no clips found under {src}")
+    plan = plan_shards(records, cfg.shard_size)
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = _open_manifest(out, src, layout, cfg, overwrite)
+    _remove_stale_temporaries(out)
+    manifest.planned_clips = len(records)
+    manifest.classes = _classes(records)
+    todo = _reconcile(manifest, plan, out)
+    report = BuildReport(out_dir=str(out), planned_clips=len(records), skipped_shards=len(plan) - len(todo))
+
+    own_executor = executor is None
+    ex = executor or RayExecutor(address=cfg.ray_address, num_cpus=cfg.workers)
+    if own_executor:
+        ex.start()
+    try:
+        _run(ex, manifest, todo, cfg, out, report, progress)
+    finally:
+        if own_executor:
+            ex.close()
+    totals = manifest.totals()
+    report.total_failed = totals["failed"]
+    report.complete = manifest.complete
+    return report
+
+
+# ---- output folder -------------------------------------------------------------------------
+def _open_manifest(out: Path, src: Path, layout: str, cfg: BuildConfig, overwrite: bool) -> Manifest:
+    fresh = Manifest(
+        config=cfg.output_dict(),
+        config_fingerprint=cfg.fingerprint(),
+        src=str(src),
+        layout=layout,
+        versions=_versions(),
+    )
+    if not (out / MANIFEST_NAME).exists():
+        return fresh
+    if overwrite:
+        _clear(out)
+        return fresh
+    old = Manifest.load(out)
+    if old.config_fingerprint != fresh.config_fingerprint or old.src != fresh.src:
+        changes = _differences(old.config, fresh.config)
+        if old.src != fresh.src:
+            changes.append(f"src: {old.src} -> {fresh.src}")
+        raise FlowprepError(
+            f"{out} holds a build made with other settings ({'; '.join(changes) or 'fingerprint differs'}). "
+            "Rerun with the same settings to resume, pick another --out, or pass --overwrite to start over."
+        )
+    old.versions = fresh.versions
+    return old
+
+
+def _clear(out: Path) -> None:
+    """Remove what flowprep wrote in ``out`` (and nothing else)."""
+    for path in out.iterdir():
+        if path.suffix == SHARD_SUFFIX or path.name in (MANIFEST_NAME, FAILURES_NAME) or path.name.endswith(".tmp"):
+            path.unlink()
+
+
+def _remove_stale_temporaries(out: Path) -> None:
+    # A temporary shard is by construction incomplete: whoever wrote it died or is a duplicate.
+    for path in out.glob(".*.tmp"):
+        path.unlink(missing_ok=True)
+
+
+def _reconcile(manifest: Manifest, plan: list[PlannedShard], out: Path) -> list[PlannedShard]:
+    """Keep committed shards that match the plan and exist; return the shards still to build."""
+    planned = {p.name: p for p in plan}
+    keep = []
+    for entry in manifest.shards:
+        p = planned.get(entry.name)
+        path = out / entry.name
+        if p is not None and p.plan_hash == entry.plan_hash and path.is_file() and path.stat().st_size == entry.bytes:
+            keep.append(entry)
+    manifest.shards = keep
+    done = {e.name for e in keep}
+    return [p for p in plan if p.name not in done]
+
+
+def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return out
+
+
+def _classes(records) -> list[str]:
+    labelled = {r.label: r.word for r in records if r.label >= 0}
+    return [labelled.get(i, "") for i in range(max(labelled) + 1)] if labelled else []
+
+
+def _versions() -> dict[str, str]:
+    found = {}
+    for name in VERSIONED:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "absent"
+    found["flowprep"] = __version__
+    return found
+
+
+# ---- scheduling -----------------------------------------------------------------------------
+def _run(ex, manifest: Manifest, todo, cfg: BuildConfig, out: Path, report: BuildReport, progress: bool) -> None:
+    resources = ex.resources()
+    flow_actors, backend_info = _flow_stage(ex, cfg, resources)
+    manifest.flow_backend = backend_info
+    manifest.save(out)  # the folder now says what it is, even before the first shard lands
+    if not todo:
+        return
+    cpus = max(1, int(resources["CPU"]))
+    # Enough shards in flight to keep every CPU busy across shard boundaries, few enough to bound memory.
+    max_inflight = max(2, math.ceil(4 * cpus / cfg.shard_size) + 1)
+    attrs = _shard_attrs(manifest, cfg)
+    total = sum(len(p.records) for p in todo)
+    bar = tqdm(total=total, unit="clip", desc="build", disable=not progress, dynamic_ncols=True)
+    queue = deque(todo)
+    writers: dict = {}  # writer ref -> shard
+    watched: dict = {}  # ref -> clips it stands for (progress)
+    flows_rr = 0
+    t0 = time.perf_counter()
+    try:
+        while queue or writers:
+            while queue and len(writers) < max_inflight:
+                shard = queue.popleft()
+                clip_refs = [ex.submit(stages.CROP, stages.crop_clip, r, cfg) for r in shard.records]
+                if flow_actors:
+                    parts = []
+                    per_batch = max(1, cfg.flow.batch_pairs // PAIRS_PER_CLIP)
+                    for i in range(0, len(clip_refs), per_batch):
+                        actor = flow_actors[flows_rr % len(flow_actors)]
+                        flows_rr += 1
+                        ref = ex.call_actor(actor, *clip_refs[i:i + per_batch])
+                        parts.append(ref)
+                        watched[ref] = len(clip_refs[i:i + per_batch])
+                else:
+                    parts = clip_refs
+                    watched.update({ref: 1 for ref in clip_refs})
+                job = stages.ShardJob(str(out), shard.name, shard.split, shard.plan_hash, attrs,
+                                      cfg.compression, cfg.compression_level)
+                writers[ex.submit(stages.WRITE, stages.write, job, *parts)] = shard
+            ex.wait(list(writers) + list(watched), timeout=1.0)
+            for ref in ex.ready(list(watched)):
+                bar.update(watched.pop(ref))
+            for ref in ex.ready(list(writers)):
+                shard = writers.pop(ref)
+                try:
+                    summary = ex.get(ref)
+                except FlowprepError as exc:
+                    report.shard_errors.append(f"{shard.name}: {exc}")
+                    continue
+                manifest.commit(_entry(summary), out)
+                _account(report, summary)
+                report.seconds = time.perf_counter() - t0
+                bar.set_postfix(fps=f"{report.frames_per_s:.0f}", failed=report.failed, refresh=False)
+    finally:
+        bar.close()
+        report.seconds = time.perf_counter() - t0
+
+
+def _flow_stage(ex, cfg: BuildConfig, resources: dict) -> tuple[list, dict]:
+    """Start the flow actors when flow has its own stage; return them and the backend's description."""
+    if stages.flow_runs_in_crop(cfg):
+        return [], stages.make_flow_backend(cfg.flow).describe()
+    want = cfg.flow.device
+    if want == "cuda" and resources["GPU"] < 1:
+        raise FlowprepError("--device cuda, but the Ray cluster has no GPU: use --device auto or cpu")
+    use_gpu = want != "cpu" and resources["GPU"] >= 1
+    count = int(resources["GPU"]) if use_gpu else 1
+    flow_cfg = dataclasses.replace(cfg.flow, device="cuda" if use_gpu else "cpu")
+    actors = ex.start_actors(stages.FLOW, stages.FlowWorker, (flow_cfg,), count, use_gpu)
+    info = ex.get(ex.describe_actor(actors[0]))  # fails fast, with the backend's own message, on a bad checkpoint
+    return actors, {**info, "actors": count}
+
+
+def _shard_attrs(manifest: Manifest, cfg: BuildConfig) -> dict:
+    return {
+        "config_fingerprint": manifest.config_fingerprint,
+        "roi_size": cfg.roi.size,
+        "flow_dtype": cfg.flow.dtype,
+        "flow_scale": 1.0 if cfg.flow.dtype == "float16" else cfg.flow.scale,
+        "flow_backend": manifest.flow_backend.get("name", cfg.flow.backend),
+        "format_version": FORMAT_VERSION,
+    }
+
+
+def _entry(summary) -> ShardEntry:
+    return ShardEntry(
+        name=summary.name,
+        split=summary.split,
+        clips=summary.clips,
+        frames=summary.frames,
+        bytes=summary.bytes,
+        sha256=summary.sha256,
+        plan_hash=summary.plan_hash,
+        failures=summary.failures,
+    )
+
+
+def _account(report: BuildReport, summary) -> None:
+    report.written_shards += 1
+    report.clips += summary.clips
+    report.failed += len(summary.failures)
+    report.frames += summary.frames
+    report.bytes += summary.bytes
+    for key, value in summary.timings.items():
+        report.stage_seconds[key] = report.stage_seconds.get(key, 0.0) + value
+    for node, count in summary.nodes.items():
+        report.nodes[node] = report.nodes.get(node, 0) + count
+
+

@@ -1,0 +1,191 @@
+"""The work of a build, as plain functions of plain data; the executor decides where they run.
+
+    crop_clip   decode -> face/mouth ROI -> (flow, for CPU backends)     one clip, one CPU
+    flow_batch  flow for every consecutive pair of many clips            one GPU (or CPU) actor
+    write       one shard file, atomically                               any worker
+
+A clip that cannot be used becomes a ClipFailure with its stage and reason: failures are data,
+so one bad video never stops a build. Models are loaded once per worker process and reused.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..config import BuildConfig, FlowConfig
+from ..errors import ClipError
+from ..shards.records import ClipFailure, ClipResult
+from ..shards.writer import ShardSummary, write_shard
+from ..sources import ClipRecord
+
+CPU_FLOW_BACKENDS = frozenset({"dis", "farneback"})
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """How an executor should run a stage: its resources, and whether it holds state (a model)."""
+
+    name: str
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+    stateful: bool = False
+    max_retries: int = 3
+
+
+def flow_runs_in_crop(cfg: BuildConfig) -> bool:
+    """CPU flow is cheap per pair and runs where the crops are; PWC-Net gets its own batched stage."""
+    return cfg.flow.backend in CPU_FLOW_BACKENDS
+
+
+# ---- per-process state -------------------------------------------------------------------
+_CACHE: dict[Any, Any] = {}
+
+
+def _cached(key: Any, make):
+    if key not in _CACHE:
+        _CACHE[key] = make()
+    return _CACHE[key]
+
+
+def _extractor(cfg: BuildConfig):
+    from ..roi import MouthRoiExtractor
+
+    return _cached(("roi", cfg.roi), lambda: MouthRoiExtractor(cfg.roi))
+
+
+def make_flow_backend(flow: FlowConfig):
+    from ..flow import get_backend
+
+    if flow.backend == "pwcnet":
+        return get_backend("pwcnet", ckpt=flow.ckpt, device=flow.device, batch_pairs=flow.batch_pairs)
+    if flow.backend == "dis":
+        return get_backend("dis", preset=flow.preset)
+    return get_backend(flow.backend)
+
+
+def _flow_backend(flow: FlowConfig):
+    return _cached(("flow", flow), lambda: make_flow_backend(flow))
+
+
+def _quantize(flow: np.ndarray, cfg: FlowConfig) -> tuple[np.ndarray, int]:
+    from ..flow import quantize_flow_stats
+
+    return quantize_flow_stats(flow, dtype=cfg.dtype, scale=cfg.scale)
+
+
+# ---- stages -----------------------------------------------------------------------------
+CROP = StageSpec("crop", num_cpus=1.0)
+
+
+def crop_clip(record: ClipRecord, cfg: BuildConfig) -> ClipResult | ClipFailure:
+    from ..decode import decode_gray
+
+    timings: dict[str, float] = {}
+    stage = "decode"
+    try:
+        t0 = time.perf_counter()
+        video = decode_gray(record.path)
+        t1 = time.perf_counter()
+        timings["decode_s"] = t1 - t0
+        stage = "roi"
+        roi = _extractor(cfg)(video.frames)
+        t2 = time.perf_counter()
+        timings["roi_s"] = t2 - t1
+        result = ClipResult(
+            record=record,
+            gray=roi.gray,
+            landmarks=roi.landmarks,
+            affine=roi.affine,
+            qc=dict(roi.qc),
+            fps=video.fps,
+            timings=timings,
+        )
+        if flow_runs_in_crop(cfg):
+            stage = "flow"
+            _attach_flow([result], _flow_backend(cfg.flow), cfg.flow)
+            timings["flow_s"] = time.perf_counter() - t2
+        return result
+    except ClipError as exc:
+        return ClipFailure(record, exc.stage, str(exc), timings)
+    except Exception as exc:  # a bug or a library error on odd input: record it, keep building
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        reason = f"{type(exc).__name__}: {exc} (at {where.filename.rsplit('/', 1)[-1]}:{where.lineno})"
+        return ClipFailure(record, stage, reason, timings)
+
+
+FLOW = StageSpec("flow", num_cpus=1.0, num_gpus=1.0, stateful=True)
+
+
+class FlowWorker:
+    """Holds one flow model and fills in flow for many clips at a time (large batches)."""
+
+    def __init__(self, flow: FlowConfig):
+        self.cfg = flow
+        self.backend = make_flow_backend(flow)
+
+    def describe(self) -> dict:
+        return self.backend.describe()
+
+    def __call__(self, *items: ClipResult | ClipFailure) -> list[ClipResult | ClipFailure]:
+        results = [it for it in items if isinstance(it, ClipResult)]
+        t0 = time.perf_counter()
+        try:
+            _attach_flow(results, self.backend, self.cfg)
+        except Exception as exc:  # the whole batch fails together; say so per clip
+            reason = f"{type(exc).__name__}: {exc}"
+            return [ClipFailure(it.record, "flow", reason, it.timings) if isinstance(it, ClipResult) else it
+                    for it in items]
+        per_clip = (time.perf_counter() - t0) / max(1, len(results))
+        for r in results:
+            r.timings["flow_s"] = per_clip
+        return list(items)
+
+
+def _attach_flow(results: Sequence[ClipResult], backend, cfg: FlowConfig) -> None:
+    """Flow for every consecutive pair of every clip, in one call of the backend, then split per clip."""
+    prev = [r.gray[:-1] for r in results]
+    nxt = [r.gray[1:] for r in results]
+    pairs = sum(len(p) for p in prev)
+    if pairs:
+        flow = backend(np.concatenate(prev), np.concatenate(nxt))
+    else:
+        size = results[0].gray.shape[-1] if results else 0
+        flow = np.zeros((0, 2, size, size), np.float32)
+    start = 0
+    for r, p in zip(results, prev):
+        q, saturated = _quantize(flow[start:start + len(p)], cfg)
+        start += len(p)
+        r.flow = q
+        r.qc["flow_saturated"] = float(saturated)
+        if len(p):
+            mag = np.hypot(flow[start - len(p):start, 0], flow[start - len(p):start, 1])
+            r.qc["flow_mag_mean"] = float(mag.mean())
+            r.qc["flow_mag_p99"] = float(np.percentile(mag, 99))
+
+
+WRITE = StageSpec("write", num_cpus=0.0)
+
+
+@dataclass
+class ShardJob:
+    """Everything the writer needs besides the clips themselves."""
+
+    out_dir: str
+    name: str
+    split: str
+    plan_hash: str
+    attrs: dict = field(default_factory=dict)
+    compression: str = "zstd"
+    level: int = 3
+
+
+def write(job: ShardJob, *parts: ClipResult | ClipFailure | list) -> ShardSummary:
+    items: list = []
+    for part in parts:
+        items.extend(part if isinstance(part, list) else [part])
+    return write_shard(job.out_dir, job.name, job.split, job.plan_hash, items, job.attrs, job.compression, job.level)

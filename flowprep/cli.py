@@ -1,0 +1,129 @@
+"""The `flowprep` command: a thin layer over the library (each subcommand calls one function)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+
+from . import __version__
+from .config import BuildConfig, FlowConfig, RoiConfig
+from .errors import EXIT_FATAL, FlowprepError
+
+DESCRIPTION = """\
+Prepare two-stream lipreading data: 112x112 grayscale mouth crops and the optical flow between
+consecutive crops, stored in HDF5 shards with a manifest.
+
+  flowprep build --src lipread_mp4/ --out shards/      # LRW, PWC-Net flow (needs its weights)
+  flowprep build --src grid/ --out shards/ --flow dis  # any layout, CPU flow
+  flowprep bench --src lipread_mp4/ --limit 20         # throughput and per-stage cost
+"""
+
+EXIT_HELP = """\
+exit status: 0 every clip built; 3 the build completed but some clips failed (see failures.jsonl);
+2 a fatal error (bad arguments, unreadable input, incomplete build: rerun to resume)."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_FATAL
+    try:
+        return args.func(args)
+    except FlowprepError as exc:
+        print(f"flowprep: error: {exc}", file=sys.stderr)
+        return EXIT_FATAL
+    except KeyboardInterrupt:
+        print("flowprep: interrupted; committed shards are kept, rerun to resume", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="flowprep", description=DESCRIPTION, epilog=EXIT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"flowprep {__version__}")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    b = sub.add_parser("build", help="videos -> mouth ROIs -> optical flow -> HDF5 shards",
+                       description="Build shards from a folder of videos. Rerunning the same command resumes.",
+                       epilog=EXIT_HELP, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    b.add_argument("--src", required=True, help="folder of videos (LRW's lipread_mp4/, GRID, or any folder)")
+    b.add_argument("--out", required=True, help="output folder for shards, manifest.json and failures.jsonl")
+    _add_build_options(b)
+    b.add_argument("--overwrite", action="store_true", help="discard an earlier build in --out and start over")
+    b.add_argument("--no-progress", action="store_true", help="no progress bar (logs, batch jobs)")
+    b.add_argument("--json", action="store_true", help="print the final report as JSON on stdout")
+    b.set_defaults(func=_cmd_build)
+
+    from .bench import add_bench_parser
+
+    add_bench_parser(sub, _add_build_options)
+    return parser
+
+
+def _add_build_options(p: argparse.ArgumentParser) -> None:
+    d, f, r = BuildConfig(), FlowConfig(), RoiConfig()
+    p.add_argument("--layout", default=d.layout, choices=["auto", "lrw", "grid", "folder"],
+                   help="source layout; auto detects it")
+    p.add_argument("--flow", default=f.backend, choices=["pwcnet", "dis", "farneback"],
+                   help="optical-flow backend; dis and farneback are CPU-only")
+    p.add_argument("--flow-ckpt", default=f.ckpt,
+                   help="PWC-Net weights: 'things', 'sintel' (ptlflow's cache) or a local .ckpt path")
+    p.add_argument("--dis-preset", default=f.preset, choices=["ultrafast", "fast", "medium"], help="DIS preset")
+    p.add_argument("--flow-dtype", default=f.dtype, choices=["int8", "int16", "float16"], help="stored flow type")
+    p.add_argument("--flow-scale", type=float, default=f.scale, help="pixels per stored flow unit (int types)")
+    p.add_argument("--device", default=f.device, choices=["auto", "cpu", "cuda"], help="where PWC-Net runs")
+    p.add_argument("--batch-pairs", type=int, default=f.batch_pairs, help="frame pairs per PWC-Net forward pass")
+    p.add_argument("--detector", default=r.detector, choices=["hog", "cnn"], help="dlib face detector")
+    p.add_argument("--workers", type=int, default=None, help="CPU workers of the local cluster (default: all cores)")
+    p.add_argument("--shard-size", type=int, default=d.shard_size, help="clips per shard file")
+    p.add_argument("--compression", default=d.compression, choices=["zstd", "gzip", "none"], help="HDF5 compression")
+    p.add_argument("--limit", type=int, default=None, help="only the first N clips (a quick trial)")
+    p.add_argument("--ray-address", default=None, help="an existing Ray cluster (default: start a local one)")
+
+
+def config_from_args(args: argparse.Namespace) -> BuildConfig:
+    roi = RoiConfig(detector=args.detector)
+    flow = FlowConfig(
+        backend=args.flow,
+        ckpt=args.flow_ckpt,
+        preset=args.dis_preset,
+        device=args.device,
+        batch_pairs=args.batch_pairs,
+        dtype=args.flow_dtype,
+        scale=args.flow_scale,
+    )
+    if args.shard_size < 1:
+        raise FlowprepError("--shard-size must be at least 1")
+    if args.workers is not None and args.workers < 1:
+        raise FlowprepError("--workers must be at least 1")
+    return BuildConfig(
+        layout=args.layout,
+        roi=roi,
+        flow=flow,
+        shard_size=args.shard_size,
+        compression=args.compression,
+        workers=args.workers,
+        ray_address=args.ray_address,
+        limit=args.limit,
+    )
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    from .build import build
+
+    cfg = config_from_args(args)
+    report = build(args.src, args.out, cfg, overwrite=args.overwrite, progress=not args.no_progress)
+    for line in report.lines():
+        print(line, file=sys.stderr)
+    if args.json:
+        print(json.dumps({**asdict(report), "exit_code": report.exit_code}, indent=1))
+    return report.exit_code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""One configuration for a build, with a fingerprint of everything that changes the shards.
+
+The fingerprint decides whether a rerun may resume into an existing output folder: fields that
+only change *how fast* or *where* the build runs (workers, device, Ray address, batch sizes) are
+left out of it, fields that change the bytes of the shards are in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+# Fields that do not change shard contents; excluded from the fingerprint.
+RUNTIME_FIELDS = frozenset({"device", "batch_pairs", "workers", "ray_address", "limit"})
+
+
+@dataclass(frozen=True)
+class RoiConfig:
+    """Face tracking and mouth crop."""
+
+    size: int = 112  # side of the square mouth crop, pixels
+    detector: str = "hog"  # "hog" or "cnn" (dlib's MMOD detector: slower, finds harder faces)
+    cnn_fallback: bool = True  # when HOG finds no face in a clip, try the CNN detector
+    upsample: int = 0  # dlib detector upsampling of the first try; one more is tried on a miss
+    # Width of the face (jaw corner to jaw corner) in crop pixels: fixes the zoom of every crop,
+    # so all clips share one scale. 140 px matches LRW's native face size in 256x256 frames.
+    face_width: float = 140.0
+    smooth_window: int = 5  # frames of the centred moving average over landmarks
+    max_track_shift: float = 0.25  # re-detect when the face box moves more than this x its size
+    max_track_scale: float = 0.2  # ... or changes its size by more than this fraction
+
+
+@dataclass(frozen=True)
+class FlowConfig:
+    """Optical flow between consecutive crops, and how it is stored."""
+
+    backend: str = "pwcnet"  # "pwcnet", "dis" or "farneback"
+    ckpt: str | None = "things"  # pwcnet weights: "things", "sintel" or a local .ckpt path
+    preset: str = "medium"  # dis preset: ultrafast | fast | medium
+    device: str = "auto"  # "auto", "cpu" or "cuda" (runtime only)
+    batch_pairs: int = 512  # pairs per PWC-Net forward pass (runtime only)
+    dtype: str = "int8"  # stored flow type: int8 | int16 | float16
+    scale: float = 0.1  # pixels per stored unit (ignored for float16)
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """Everything `flowprep build` needs besides the source and output folders."""
+
+    layout: str = "auto"  # auto | lrw | grid | folder
+    roi: RoiConfig = field(default_factory=RoiConfig)
+    flow: FlowConfig = field(default_factory=FlowConfig)
+    shard_size: int = 256  # clips per shard file
+    compression: str = "zstd"  # zstd (hdf5plugin) | gzip | none
+    compression_level: int = 3
+    workers: int | None = None  # CPU workers; None = every CPU of the cluster (runtime only)
+    ray_address: str | None = None  # None = embedded local cluster (runtime only)
+    limit: int | None = None  # only the first N clips (runtime only)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "BuildConfig":
+        data = dict(data)
+        roi = RoiConfig(**data.pop("roi", {}))
+        flow = FlowConfig(**data.pop("flow", {}))
+        return cls(roi=roi, flow=flow, **data)
+
+    def replace(self, **changes: Any) -> "BuildConfig":
+        return dataclasses.replace(self, **changes)
+
+    def output_dict(self) -> dict[str, Any]:
+        """The fields that decide shard contents."""
+
+        def strip(d: dict[str, Any]) -> dict[str, Any]:
+            return {k: strip(v) if isinstance(v, dict) else v for k, v in d.items() if k not in RUNTIME_FIELDS}
+
+        return strip(self.to_dict())
+
+    def fingerprint(self) -> str:
+        blob = json.dumps(self.output_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]

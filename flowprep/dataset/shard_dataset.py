@@ -1,0 +1,98 @@
+"""`ShardDataset`: a map-style torch Dataset over a folder of shards.
+
+Its length and classes come from the manifest, so creating it opens no shard. HDF5 handles are
+opened lazily in whichever process reads (a DataLoader worker after fork or spawn) and never
+pickled: h5py objects cannot cross processes.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+from torch.utils.data import Dataset
+
+from ..errors import FlowprepError
+from ..shards.manifest import Manifest
+from .reader import ShardFile
+
+
+class ShardDataset(Dataset):
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        streams: Sequence[str] = ("gray", "flow"),
+        transform: Callable[[dict], dict] | None = None,
+        max_open: int = 8,
+    ):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise FlowprepError(f"{self.root} is not a folder of shards")
+        self.manifest = Manifest.load(self.root)
+        self.split = split
+        self.streams = tuple(streams)
+        self.transform = transform
+        self.max_open = max_open
+        self.shards = [s for s in self.manifest.shards if s.split == split and s.clips > 0]
+        if not self.shards:
+            have = sorted(self.manifest.splits()) or ["none"]
+            raise FlowprepError(f"split {split!r} not in {self.root} (splits: {', '.join(have)})")
+        self._starts = []
+        total = 0
+        for s in self.shards:
+            self._starts.append(total)
+            total += s.clips
+        self._len = total
+        self._handles: OrderedDict[str, ShardFile] = OrderedDict()
+        self._pid = os.getpid()
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.manifest.classes)
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if index < 0:
+            index += self._len
+        if not 0 <= index < self._len:
+            raise IndexError(f"index {index} out of range ({self._len} clips)")
+        k = bisect.bisect_right(self._starts, index) - 1
+        shard = self._open(self.shards[k].name)
+        sample = shard.clip(index - self._starts[k], self.streams)
+        for key in self.streams:
+            sample[key] = torch.from_numpy(sample[key])
+        sample["boundary"] = torch.from_numpy(sample["boundary"])
+        return self.transform(sample) if self.transform else sample
+
+    def _open(self, name: str) -> ShardFile:
+        if self._pid != os.getpid():  # forked: the parent's handles are not ours to use
+            self._handles = OrderedDict()
+            self._pid = os.getpid()
+        handle = self._handles.get(name)
+        if handle is None:
+            handle = ShardFile(self.root / name)
+            self._handles[name] = handle
+            while len(self._handles) > self.max_open:
+                self._handles.popitem(last=False)[1].close()
+        else:
+            self._handles.move_to_end(name)
+        return handle
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_handles"] = OrderedDict()
+        return state
+
+    def __del__(self) -> None:
+        for handle in getattr(self, "_handles", {}).values():
+            try:
+                handle.close()
+            except Exception:
+                pass

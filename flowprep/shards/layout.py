@@ -1,0 +1,45 @@
+"""The shard layout, in one place, for the writer and every reader.
+
+One HDF5 file holds N clips concatenated along time (variable lengths welcome):
+
+    attrs      format_version, flowprep_version, config_fingerprint, roi_size, flow_dtype, flow_scale, split
+    clip_id, split, word, source, path   (N,) str
+    label (N,) int32     length (N,) int32     fps (N,) float32     boundary (N, 2) float32 seconds, NaN = unknown
+    offset (N+1,) int64          rows of clip i in gray/landmarks/affine: offset[i]:offset[i+1]
+    flow_offset (N+1,) int64     rows of clip i in flow (one fewer per clip): flow_offset[i]:flow_offset[i+1]
+    gray (sum T, S, S) uint8                 lossless, chunk = one clip
+    flow (sum T-1, 2, S, S) int8|int16|f16   pixels = stored * flow_scale, chunk = one clip
+    landmarks (sum T, 68, 2) float16         68 dlib points in crop coordinates
+    affine (sum T, 2, 3) float32             source -> crop similarity per frame
+    qc/<name> (N,) float32                   per-clip quality numbers (detection rate, jitter, ...)
+
+Extra per-frame streams (audio, ...) follow the same pattern: a (sum L, ...) dataset with its own
+`<stream>_offset` (N+1,), so old readers ignore them and new ones find them by name.
+"""
+
+from __future__ import annotations
+
+FORMAT_VERSION = 1
+SHARD_SUFFIX = ".h5"
+MANIFEST_NAME = "manifest.json"
+FAILURES_NAME = "failures.jsonl"
+
+STRING_FIELDS = ("clip_id", "split", "word", "source", "path")
+PER_FRAME = ("gray", "landmarks", "affine")
+
+
+def shard_name(split: str, index: int) -> str:
+    return f"{split}-{index:05d}{SHARD_SUFFIX}"
+
+
+def compression_options(name: str, level: int) -> dict:
+    """h5py create_dataset keyword arguments for a compression choice."""
+    if name == "zstd":
+        import hdf5plugin  # registers the filter; readers import it too
+
+        return dict(hdf5plugin.Zstd(clevel=level))
+    if name == "gzip":
+        return {"compression": "gzip", "compression_opts": level}
+    if name == "none":
+        return {}
+    raise ValueError(f"unknown compression {name!r}: use zstd, gzip or none")

@@ -1,0 +1,43 @@
+"""What the processing stages hand to the shard writer: one result or one failure per clip."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..sources import ClipRecord
+
+
+@dataclass
+class ClipResult:
+    record: ClipRecord
+    gray: np.ndarray  # uint8 [T, S, S]
+    landmarks: np.ndarray  # float32 [T, 68, 2], crop coordinates
+    affine: np.ndarray  # float32 [T, 2, 3]
+    qc: dict[str, float]
+    fps: float
+    flow: np.ndarray | None = None  # quantised [T-1, 2, S, S]; None until the flow stage ran
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    node: str = ""  # the machine that decoded and cropped it
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.gray.shape[0])
+
+
+@dataclass
+class ClipFailure:
+    record: ClipRecord
+    stage: str  # decode | roi | flow | internal
+    reason: str
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {
+            "clip_id": self.record.clip_id,
+            "path": self.record.path,
+            "split": self.record.split,
+            "stage": self.stage,
+            "reason": self.reason,
+        }

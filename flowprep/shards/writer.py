@@ -1,0 +1,137 @@
+"""Write one shard atomically: a temporary file, fsync, then a rename.
+
+A reader, or a rerun, only ever sees a shard that is complete: the final name appears in a single
+rename after every byte is on disk. The temporary name is unique per attempt, so a retried or
+duplicated writer (Ray retries work) can never interleave with another.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from .. import __version__
+from .layout import FORMAT_VERSION, compression_options
+from .records import ClipFailure, ClipResult
+
+
+@dataclass
+class ShardSummary:
+    name: str
+    split: str
+    clips: int
+    frames: int
+    bytes: int
+    sha256: str
+    plan_hash: str
+    failures: list[dict] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)  # summed stage seconds over the shard's clips
+    nodes: dict[str, int] = field(default_factory=dict)  # clips per node that processed them
+
+
+def write_shard(
+    out_dir: str | Path,
+    name: str,
+    split: str,
+    plan_hash: str,
+    items: list[ClipResult | ClipFailure],
+    attrs: dict,
+    compression: str = "zstd",
+    level: int = 3,
+) -> ShardSummary:
+    out_dir = Path(out_dir)
+    results = [it for it in items if isinstance(it, ClipResult)]
+    failures = [it for it in items if isinstance(it, ClipFailure)]
+    final = out_dir / name
+    tmp = out_dir / f".{name}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        _write_h5(tmp, split, results, {**attrs, "plan_hash": plan_hash}, compression_options(compression, level))
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        sha = _sha256(tmp)
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    timings: dict[str, float] = {}
+    nodes: dict[str, int] = {}
+    for it in items:
+        for key, value in it.timings.items():
+            timings[key] = timings.get(key, 0.0) + value
+    for it in results:
+        nodes[it.node] = nodes.get(it.node, 0) + 1
+    return ShardSummary(
+        name=name,
+        split=split,
+        clips=len(results),
+        frames=sum(r.num_frames for r in results),
+        bytes=final.stat().st_size,
+        sha256=sha,
+        plan_hash=plan_hash,
+        failures=[f.to_json() for f in failures],
+        timings=timings,
+        nodes=nodes,
+    )
+
+
+def _write_h5(path: Path, split: str, results: list[ClipResult], attrs: dict, comp: dict) -> None:
+    lengths = np.array([r.num_frames for r in results], np.int64)
+    offset = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    flow_lengths = np.maximum(lengths - 1, 0)
+    flow_offset = np.concatenate([[0], np.cumsum(flow_lengths)]).astype(np.int64)
+    str_dt = h5py.string_dtype()
+    with h5py.File(path, "w", libver="latest") as f:
+        f.attrs.update({"format_version": FORMAT_VERSION, "flowprep_version": __version__, "split": split, **attrs})
+        recs = [r.record for r in results]
+        f.create_dataset("clip_id", data=np.array([r.clip_id for r in recs], dtype=object), dtype=str_dt)
+        f.create_dataset("split", data=np.array([r.split for r in recs], dtype=object), dtype=str_dt)
+        f.create_dataset("word", data=np.array([r.word for r in recs], dtype=object), dtype=str_dt)
+        f.create_dataset("source", data=np.array([r.source for r in recs], dtype=object), dtype=str_dt)
+        f.create_dataset("path", data=np.array([r.path for r in recs], dtype=object), dtype=str_dt)
+        f.create_dataset("label", data=np.array([r.label for r in recs], np.int32))
+        f.create_dataset("length", data=lengths.astype(np.int32))
+        f.create_dataset("fps", data=np.array([r.fps for r in results], np.float32))
+        bounds = np.array([r.boundary if r.boundary else (np.nan, np.nan) for r in recs], np.float32).reshape(-1, 2)
+        f.create_dataset("boundary", data=bounds)
+        f.create_dataset("offset", data=offset)
+        f.create_dataset("flow_offset", data=flow_offset)
+        qc = f.create_group("qc")
+        for key in sorted({k for r in results for k, v in r.qc.items() if _is_number(v)}):
+            qc.create_dataset(key, data=np.array([float(r.qc.get(key, np.nan)) for r in results], np.float32))
+        size = int(attrs["roi_size"])
+        _stack(f, "gray", [r.gray for r in results], np.uint8, (size, size), comp)
+        _stack(f, "landmarks", [r.landmarks for r in results], np.float16, (68, 2), comp)
+        _stack(f, "affine", [r.affine for r in results], np.float32, (2, 3), comp)
+        flows = [r.flow for r in results]
+        if any(fl is None for fl in flows):
+            raise ValueError("a clip reached the writer without flow")
+        _stack(f, "flow", flows, np.dtype(attrs["flow_dtype"]), (2, size, size), comp)
+
+
+def _stack(f: h5py.File, name: str, arrays: list[np.ndarray], dtype, trailing: tuple, comp: dict) -> None:
+    """One dataset of all clips along time, chunked about one clip per chunk."""
+    data = np.concatenate([np.asarray(a, dtype=dtype) for a in arrays], axis=0) if arrays else None
+    if data is None or data.shape[0] == 0:
+        f.create_dataset(name, shape=(0,) + trailing, dtype=dtype)
+        return
+    rows = max(1, int(np.median([len(a) for a in arrays])))
+    chunks = (min(rows, data.shape[0]),) + data.shape[1:]
+    f.create_dataset(name, data=data, chunks=chunks, **comp)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
