@@ -59,6 +59,27 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true", help="print the final report as JSON on stdout")
     b.set_defaults(func=_cmd_build)
 
+    v = sub.add_parser("verify", help="check every shard against the manifest (checksums, shapes, offsets)",
+                       description="Recompute checksums and check every shard; exit 1 naming each problem.")
+    v.add_argument("root", help="a shard folder written by `flowprep build`")
+    v.add_argument("--no-checksums", action="store_true", help="skip sha256 (faster on large folders)")
+    v.set_defaults(func=_cmd_verify)
+
+    st = sub.add_parser("stats", help="clips per split and label, QC distributions, bytes per clip",
+                        description="Summarise a shard folder.")
+    st.add_argument("root", help="a shard folder written by `flowprep build`")
+    st.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    st.set_defaults(func=_cmd_stats)
+
+    pv = sub.add_parser("preview", help="contact sheet PNG: crops, colour-coded flow and QC per clip",
+                        description="Draw clips' crops over time with their flow; pick clips by id or worst QC.")
+    pv.add_argument("root", help="a shard folder written by `flowprep build`")
+    pv.add_argument("--out", default="preview.png", help="PNG to write")
+    pv.add_argument("--clip", action="append", help="a clip id to show (repeatable)")
+    pv.add_argument("--worst", type=int, default=None, help="show the N clips with the worst QC (default 4)")
+    pv.add_argument("--columns", type=int, default=10, help="frames shown per clip")
+    pv.set_defaults(func=_cmd_preview)
+
     from .bench import add_bench_parser
 
     add_bench_parser(sub, _add_build_options)
@@ -123,6 +144,32 @@ def _cmd_build(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({**asdict(report), "exit_code": report.exit_code}, indent=1))
     return report.exit_code
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from .shards.verify import verify
+
+    problems = verify(args.root, checksums=not args.no_checksums)
+    for problem in problems:
+        print(f"BAD {problem}")
+    print(f"{args.root}: {'OK' if not problems else f'{len(problems)} problem(s)'}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def _cmd_stats(args: argparse.Namespace) -> int:
+    from .shards.stats import format_stats, shard_stats
+
+    stats = shard_stats(args.root)
+    print(json.dumps(stats, indent=1) if args.json else format_stats(stats))
+    return 0
+
+
+def _cmd_preview(args: argparse.Namespace) -> int:
+    from .preview import preview
+
+    path = preview(args.root, args.out, clip_ids=args.clip, worst=args.worst, columns=args.columns)
+    print(f"wrote {path}", file=sys.stderr)
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

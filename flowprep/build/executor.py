@@ -79,6 +79,7 @@ class RayExecutor:
         else:
             cpus = self.num_cpus or os.cpu_count() or 1
             ray.init(
+                address="local",  # a new embedded cluster, never one `ray start` left on this machine
                 num_cpus=cpus,
                 num_gpus=self.num_gpus,
                 include_dashboard=False,

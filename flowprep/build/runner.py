@@ -250,6 +250,7 @@ def _entry(summary) -> ShardEntry:
         sha256=summary.sha256,
         plan_hash=summary.plan_hash,
         failures=summary.failures,
+        moments=summary.moments,
     )
 
 

@@ -9,13 +9,13 @@ version, never half of one.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import FlowprepError
+from .files import atomic_write_text
 from .layout import FAILURES_NAME, FORMAT_VERSION, MANIFEST_NAME
 
 
@@ -29,6 +29,7 @@ class ShardEntry:
     sha256: str
     plan_hash: str  # hash of the clip ids planned for this shard: a rerun reuses the shard only if it matches
     failures: list[dict] = field(default_factory=list)
+    moments: dict[str, float] = field(default_factory=dict)
 
     @property
     def failed(self) -> int:
@@ -74,6 +75,20 @@ class Manifest:
             d["failed"] += s.failed
         return out
 
+    def stats(self, split: str = "train") -> dict[str, float]:
+        """gray mean/std (of pixels scaled to 0..1) and flow std (pixels) over one split, for Normalize."""
+        sums: dict[str, float] = {}
+        for s in self.shards:
+            if s.split == split:
+                for k, v in s.moments.items():
+                    sums[k] = sums.get(k, 0.0) + v
+        if not sums.get("gray_n"):
+            raise FlowprepError(f"no statistics for split {split!r}: it has no clips")
+        mean = sums["gray_sum"] / sums["gray_n"]
+        std = max(sums["gray_sumsq"] / sums["gray_n"] - mean * mean, 0.0) ** 0.5
+        flow_std = (sums["flow_sumsq"] / sums["flow_n"]) ** 0.5 if sums.get("flow_n") else 1.0
+        return {"gray_mean": mean, "gray_std": std or 1.0, "flow_std": flow_std or 1.0}
+
     @property
     def complete(self) -> bool:
         done = sum(s.clips + s.failed for s in self.shards)
@@ -88,6 +103,8 @@ class Manifest:
         data["totals"] = self.totals()
         data["splits"] = self.splits()
         data["complete"] = self.complete
+        data["stats"] = {split: self.stats(split) for split in self.splits()
+                         if any(s.moments.get("gray_n") for s in self.shards if s.split == split)}
         return data
 
     def commit(self, entry: ShardEntry, out_dir: str | Path) -> None:
@@ -99,8 +116,8 @@ class Manifest:
     def save(self, out_dir: str | Path) -> None:
         out_dir = Path(out_dir)
         self.updated = time.time()
-        _atomic_write(out_dir / FAILURES_NAME, "".join(json.dumps(f) + "\n" for f in self.failures))
-        _atomic_write(out_dir / MANIFEST_NAME, json.dumps(self.to_json(), indent=1) + "\n")
+        atomic_write_text(out_dir / FAILURES_NAME, "".join(json.dumps(f) + "\n" for f in self.failures))
+        atomic_write_text(out_dir / MANIFEST_NAME, json.dumps(self.to_json(), indent=1) + "\n")
 
     @classmethod
     def load(cls, out_dir: str | Path) -> "Manifest":
@@ -116,16 +133,8 @@ class Manifest:
             raise FlowprepError(
                 f"{path} has format version {version}; this flowprep reads up to {FORMAT_VERSION}: upgrade flowprep"
             )
-        for derived in ("totals", "splits", "complete"):
+        for derived in ("totals", "splits", "complete", "stats"):
             data.pop(derived, None)
         data["shards"] = [ShardEntry(**s) for s in data.get("shards", [])]
         return cls(**data)
 
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)

@@ -7,7 +7,6 @@ duplicated writer (Ray retries work) can never interleave with another.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import uuid
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ import h5py
 import numpy as np
 
 from .. import __version__
+from .files import file_sha256
 from .layout import FORMAT_VERSION, compression_options
 from .records import ClipFailure, ClipResult
 
@@ -33,6 +33,7 @@ class ShardSummary:
     failures: list[dict] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)  # summed stage seconds over the shard's clips
     nodes: dict[str, int] = field(default_factory=dict)  # clips per node that processed them
+    moments: dict[str, float] = field(default_factory=dict)  # sums for dataset statistics (normalisation)
 
 
 def write_shard(
@@ -54,7 +55,7 @@ def write_shard(
         _write_h5(tmp, split, results, {**attrs, "plan_hash": plan_hash}, compression_options(compression, level))
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
-        sha = _sha256(tmp)
+        sha = file_sha256(tmp)
         os.replace(tmp, final)
     finally:
         if tmp.exists():
@@ -77,6 +78,7 @@ def write_shard(
         failures=[f.to_json() for f in failures],
         timings=timings,
         nodes=nodes,
+        moments=_moments(results, float(attrs.get("flow_scale", 1.0))),
     )
 
 
@@ -125,13 +127,20 @@ def _stack(f: h5py.File, name: str, arrays: list[np.ndarray], dtype, trailing: t
     f.create_dataset(name, data=data, chunks=chunks, **comp)
 
 
+def _moments(results: list[ClipResult], flow_scale: float) -> dict[str, float]:
+    """Sums from which the manifest derives gray mean/std and flow std over the whole dataset."""
+    m = {"gray_n": 0.0, "gray_sum": 0.0, "gray_sumsq": 0.0, "flow_n": 0.0, "flow_sumsq": 0.0}
+    for r in results:
+        g = r.gray.astype(np.float64) / 255.0
+        m["gray_n"] += g.size
+        m["gray_sum"] += float(g.sum())
+        m["gray_sumsq"] += float(np.square(g).sum())
+        if r.flow is not None and r.flow.size:
+            m["flow_n"] += r.flow.size
+            m["flow_sumsq"] += float(np.square(r.flow.astype(np.float64) * flow_scale).sum())
+    return m
+
+
 def _is_number(v) -> bool:
     return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
 
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

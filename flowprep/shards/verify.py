@@ -1,0 +1,111 @@
+"""`flowprep verify`: is every shard the manifest lists present, intact and well-formed?
+
+Each problem is one line naming the file and what is wrong with it; no problem means the folder
+is exactly what the build committed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import FlowprepError
+from .files import file_sha256
+from .layout import FAILURES_NAME, MANIFEST_NAME, SHARD_SUFFIX
+from .manifest import Manifest
+
+FLOW_DTYPES = {"int8", "int16", "float16"}
+
+
+def verify(root: str | Path, checksums: bool = True) -> list[str]:
+    """Problems found in the shard folder ``root`` (empty list: all good)."""
+    root = Path(root)
+    manifest = Manifest.load(root)  # a missing or unreadable manifest is itself a FlowprepError
+    problems: list[str] = []
+    listed = {s.name for s in manifest.shards}
+    for path in sorted(root.iterdir()):
+        if path.name in listed or path.name in (MANIFEST_NAME, FAILURES_NAME):
+            continue
+        if path.suffix == SHARD_SUFFIX:
+            problems.append(f"{path.name}: a shard the manifest does not list (an interrupted build? rerun it)")
+        elif path.name.endswith(".tmp"):
+            problems.append(f"{path.name}: a temporary file from an interrupted build (a rerun removes it)")
+        else:
+            problems.append(f"{path.name}: unknown file in a shard folder")
+    for entry in manifest.shards:
+        path = root / entry.name
+        if not path.is_file():
+            problems.append(f"{entry.name}: missing (listed in the manifest)")
+            continue
+        size = path.stat().st_size
+        if size != entry.bytes:
+            problems.append(f"{entry.name}: {size} bytes, the manifest says {entry.bytes} (truncated or replaced)")
+            continue
+        if checksums and file_sha256(path) != entry.sha256:
+            problems.append(f"{entry.name}: sha256 differs from the manifest (the file was modified or corrupted)")
+            continue
+        problems += [f"{entry.name}: {p}" for p in _check_contents(path, entry, manifest)]
+    return problems
+
+
+def _check_contents(path: Path, entry, manifest: Manifest) -> list[str]:
+    import h5py
+    import hdf5plugin  # noqa: F401
+
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        return [f"not a readable HDF5 file ({exc})"]
+    out: list[str] = []
+    try:
+        n = entry.clips
+        size = int(f.attrs.get("roi_size", -1))
+        if f.attrs.get("config_fingerprint") != manifest.config_fingerprint:
+            out.append("written with another config fingerprint than the manifest's")
+        for key in ("clip_id", "label", "length", "offset", "flow_offset", "gray", "flow", "landmarks", "affine"):
+            if key not in f:
+                out.append(f"dataset {key!r} missing")
+        if out:
+            return out
+        if len(f["clip_id"]) != n or len(f["label"]) != n:
+            out.append(f"{len(f['clip_id'])} clips, the manifest says {n}")
+        offset, flow_offset, length = f["offset"][()], f["flow_offset"][()], f["length"][()]
+        if len(offset) != n + 1 or offset[0] != 0 or np.any(np.diff(offset) != length):
+            out.append("offsets do not match clip lengths")
+        if len(flow_offset) != n + 1 or np.any(np.diff(flow_offset) != np.maximum(length - 1, 0)):
+            out.append("flow offsets do not match clip lengths")
+        frames = int(offset[-1]) if len(offset) else 0
+        if frames != entry.frames:
+            out.append(f"{frames} frames, the manifest says {entry.frames}")
+        expect = {
+            "gray": ((frames, size, size), {"uint8"}),
+            "landmarks": ((frames, 68, 2), {"float16"}),
+            "affine": ((frames, 2, 3), {"float32"}),
+            "flow": ((int(flow_offset[-1]) if len(flow_offset) else 0, 2, size, size), FLOW_DTYPES),
+        }
+        for key, (shape, dtypes) in expect.items():
+            ds = f[key]
+            if ds.shape != shape:
+                out.append(f"{key} has shape {ds.shape}, expected {shape}")
+            if str(ds.dtype) not in dtypes:
+                out.append(f"{key} has dtype {ds.dtype}, expected {' or '.join(sorted(dtypes))}")
+        for key in ("flow", "landmarks", "affine"):
+            if f[key].dtype.kind == "f" and not _all_finite(f[key]):
+                out.append(f"{key} holds NaN or inf")
+    except (OSError, KeyError, ValueError) as exc:
+        out.append(f"unreadable: {exc}")
+    finally:
+        f.close()
+    return out
+
+
+def _all_finite(ds, rows: int = 4096) -> bool:
+    return all(np.isfinite(ds[i:i + rows]).all() for i in range(0, ds.shape[0], rows))
+
+
+
+def verify_or_raise(root: str | Path) -> None:
+    problems = verify(root)
+    if problems:
+        raise FlowprepError(f"{root}: {len(problems)} problem(s):\n  " + "\n  ".join(problems))

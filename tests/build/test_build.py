@@ -1,0 +1,188 @@
+"""End to end: real videos -> `build` on a real local Ray cluster -> shards read back and checked."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from flowprep.build import build
+from flowprep.build.executor import RayExecutor
+from flowprep.cli import main as cli_main
+from flowprep.config import BuildConfig, FlowConfig
+from flowprep.dataset import ShardDataset, ShardFile
+from flowprep.errors import EXIT_OK, EXIT_PARTIAL, FlowprepError
+from flowprep.flow import get_backend
+from tests import media
+
+DIS = BuildConfig(flow=FlowConfig(backend="dis", preset="medium"), shard_size=3, workers=2)
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """One real local Ray cluster for the module (starting one takes ~5 s)."""
+    ex = RayExecutor(num_cpus=2)
+    ex.start()
+    yield ex
+    ex.close()
+
+
+@pytest.fixture(scope="module")
+def lrw_src(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lrw") / "lipread_mp4"
+    if media.grid_clips():
+        media.make_lrw_tree(root)
+    else:
+        media.make_lrw_tree_from_photo(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def clean_build(lrw_src, ray_cluster, tmp_path_factory):
+    out = tmp_path_factory.mktemp("shards")
+    report = build(lrw_src, out, DIS, progress=False, executor=ray_cluster)
+    return out, report
+
+
+def _videos(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*.mp4"))
+
+
+def test_every_clip_lands_once_with_its_metadata(lrw_src, clean_build):
+    out, report = clean_build
+    videos = _videos(lrw_src)
+    assert report.exit_code == EXIT_OK and report.complete
+    assert report.clips == len(videos) and report.failed == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["totals"]["clips"] == len(videos)
+    assert manifest["config_fingerprint"] == DIS.fingerprint()
+    assert manifest["flow_backend"]["name"] == "dis"
+    words = sorted({p.parent.parent.name for p in videos})
+    assert manifest["classes"] == words
+    seen = []
+    for entry in manifest["shards"]:
+        data = (out / entry["name"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == entry["sha256"] and len(data) == entry["bytes"]
+        with ShardFile(out / entry["name"]) as shard:
+            assert len(shard) == entry["clips"] and shard.attrs["config_fingerprint"] == DIS.fingerprint()
+            for i in range(len(shard)):
+                clip = shard.clip(i)
+                seen.append(clip["clip_id"])
+                assert clip["split"] == entry["split"]
+                assert clip["word"] == clip["clip_id"].split("/")[0]
+                assert clip["label"] == words.index(clip["word"])
+                assert clip["gray"].shape == (29, 112, 112) and clip["gray"].dtype == np.uint8
+                assert clip["flow"].shape == (28, 2, 112, 112) and clip["flow"].dtype == np.float32
+                assert clip["qc"]["detection_rate"] > 0.9
+                assert 0 < clip["boundary"].sum() < 29  # the word sits inside the clip
+    expected = sorted(str(p.relative_to(lrw_src).with_suffix("")) for p in videos)
+    assert sorted(seen) == expected  # every clip exactly once
+
+
+def test_stored_flow_is_the_flow_between_stored_crops(clean_build):
+    """Recompute DIS on the stored crops: the stored flow must match up to quantisation."""
+    out, _ = clean_build
+    ds = ShardDataset(out, split="train")
+    dis = get_backend("dis", preset="medium")
+    sample = ds[0]
+    gray = sample["gray"].numpy()
+    exact = dis(gray[:-1], gray[1:])
+    err = np.abs(exact - sample["flow"].numpy())
+    assert err.max() <= 0.05 + 1e-4  # int8 at 0.1 px rounds to within half a step
+    # and it is not the reverse flow, nor zero
+    assert np.abs(exact).mean() > 0.05
+
+
+def test_dataset_reads_every_split(clean_build):
+    out, _ = clean_build
+    for split in ("train", "val", "test"):
+        ds = ShardDataset(out, split=split)
+        assert len(ds) > 0
+        assert ds[len(ds) - 1]["gray"].shape[1:] == (112, 112)
+    with pytest.raises(FlowprepError, match="split 'dev' not in"):
+        ShardDataset(out, split="dev")
+
+
+def test_rerun_skips_everything_and_other_settings_are_refused(lrw_src, clean_build, ray_cluster):
+    out, _ = clean_build
+    before = {p.name: p.stat().st_mtime_ns for p in out.glob("*.h5")}
+    again = build(lrw_src, out, DIS, progress=False, executor=ray_cluster)
+    assert again.clips == 0 and again.skipped_shards == len(before) and again.exit_code == EXIT_OK
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.h5")} == before
+    other = DIS.replace(flow=FlowConfig(backend="farneback"))
+    with pytest.raises(FlowprepError, match=r"flow.backend: 'dis' -> 'farneback'.*--overwrite"):
+        build(lrw_src, out, other, progress=False, executor=ray_cluster)
+
+
+def test_bad_inputs_are_recorded_and_the_rest_is_built(tmp_path, ray_cluster):
+    src = tmp_path / "videos"
+    good = src / "good"
+    good.mkdir(parents=True)
+    media.make_face_clip(good / "face.mp4", frames=12, size=256)
+    expected = media.make_bad_files(src / "bad")
+    out = tmp_path / "out"
+    cfg = DIS.replace(layout="folder", shard_size=4)
+    report = build(src, out, cfg, progress=False, executor=ray_cluster)
+    assert report.exit_code == EXIT_PARTIAL and report.complete
+    assert report.clips == 1 and report.failed == len(expected)
+    failures = [json.loads(x) for x in (out / "failures.jsonl").read_text().splitlines()]
+    by_name = {Path(f["path"]).name: f for f in failures}
+    assert set(by_name) == set(expected)
+    for name, stage in expected.items():
+        assert by_name[name]["stage"] == stage, by_name[name]
+        assert by_name[name]["reason"]
+
+
+def test_cli_exit_codes_and_summary(tmp_path, lrw_src, capsys):
+    out = tmp_path / "out"
+    code = cli_main(["build", "--src", str(lrw_src), "--out", str(out), "--flow", "dis", "--limit", "2",
+                     "--no-progress", "--json"])
+    assert code == EXIT_OK
+    report = json.loads(capsys.readouterr().out)
+    assert report["clips"] == 2 and report["exit_code"] == 0
+    assert cli_main(["build", "--src", str(tmp_path / "missing"), "--out", str(out)]) == 2
+    assert "is not a directory" in capsys.readouterr().err
+
+
+def test_killed_build_resumes_to_the_same_shards(tmp_path, lrw_src, clean_build):
+    """SIGKILL the CLI after its first commit; the rerun completes and equals a clean build."""
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "flowprep.cli", "build", "--src", str(lrw_src), "--out", str(out),
+           "--flow", "dis", "--shard-size", "3", "--workers", "2", "--no-progress"]
+    proc = subprocess.Popen(cmd, start_new_session=True, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            manifest = out / "manifest.json"
+            if manifest.exists() and json.loads(manifest.read_text())["shards"]:
+                break
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and its Ray processes, mid-build
+        proc.wait()
+    partial = json.loads((out / "manifest.json").read_text())
+    assert 0 < len(partial["shards"])
+    committed = {s["name"] for s in partial["shards"]}
+    for path in out.glob("*.h5"):  # anything that looks finished is either committed or whole
+        with ShardFile(path):
+            pass
+    assert subprocess.run(cmd, stderr=subprocess.DEVNULL, timeout=300).returncode == EXIT_OK
+    final = json.loads((out / "manifest.json").read_text())
+    reference = json.loads((clean_build[0] / "manifest.json").read_text())
+    assert [s["name"] for s in final["shards"]] == [s["name"] for s in reference["shards"]]
+    assert committed <= {s["name"] for s in final["shards"]}
+    for entry in reference["shards"]:
+        with ShardFile(clean_build[0] / entry["name"]) as a, ShardFile(out / entry["name"]) as b:
+            assert list(a.meta["clip_id"]) == list(b.meta["clip_id"])
+            for key in ("gray", "flow", "landmarks"):
+                np.testing.assert_array_equal(a.h5[key][()], b.h5[key][()])
+    assert not list(out.glob(".*.tmp"))
