@@ -78,11 +78,13 @@ def _check_contents(path: Path, entry, manifest: Manifest) -> list[str]:
         frames = int(offset[-1]) if len(offset) else 0
         if frames != entry.frames:
             out.append(f"{frames} frames, the manifest says {entry.frames}")
+        # shapes follow the manifest's count, so damaged offsets cannot hide damaged data
+        rows = entry.frames
         expect = {
-            "gray": ((frames, size, size), {"uint8"}),
-            "landmarks": ((frames, 68, 2), {"float16"}),
-            "affine": ((frames, 2, 3), {"float32"}),
-            "flow": ((int(flow_offset[-1]) if len(flow_offset) else 0, 2, size, size), FLOW_DTYPES),
+            "gray": ((rows, size, size), {"uint8"}),
+            "landmarks": ((rows, 68, 2), {"float16"}),
+            "affine": ((rows, 2, 3), {"float32"}),
+            "flow": ((rows - n, 2, size, size), FLOW_DTYPES),
         }
         for key, (shape, dtypes) in expect.items():
             ds = f[key]

@@ -1,0 +1,101 @@
+"""ShardDataset over a real shard folder: lazy handles, pickling, DataLoader under fork and spawn, errors."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import multiprocessing as mp
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from flowprep.dataset import ShardDataset
+from flowprep.errors import FlowprepError
+from flowprep.shards import Manifest, ShardEntry, write_shard
+from tests.shards.test_writer import ATTRS, _result
+
+
+@pytest.fixture(scope="module")
+def shard_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("shards")
+    rng = np.random.default_rng(3)
+    m = Manifest(config={}, config_fingerprint="abc", src="/src", layout="lrw", classes=["A", "B", "C"])
+    clip = 0
+    for k in range(3):  # three shards of four clips
+        results = [_result(clip + j, 29, rng) for j in range(4)]
+        clip += 4
+        s = write_shard(root, f"train-{k:05d}.h5", "train", f"p{k}", results, ATTRS)
+        m.commit(ShardEntry(s.name, s.split, s.clips, s.frames, s.bytes, s.sha256, s.plan_hash, s.failures,
+                            s.moments), root)
+    m.planned_clips = clip
+    m.save(root)
+    return root
+
+
+def test_length_and_classes_without_opening_shards(shard_dir):
+    ds = ShardDataset(shard_dir, split="train")
+    assert len(ds) == 12 and ds.classes == ["A", "B", "C"]
+    assert not ds._handles  # nothing opened yet
+
+
+def test_items_in_order_with_types(shard_dir):
+    ds = ShardDataset(shard_dir, split="train", streams=("gray", "flow", "landmarks"))
+    ids = [ds[i]["clip_id"] for i in range(len(ds))]
+    assert ids == sorted(ids) and len(set(ids)) == 12
+    s = ds[5]
+    assert s["gray"].dtype == torch.uint8 and s["gray"].shape == (29, 16, 16)
+    assert s["flow"].dtype == torch.float32 and s["flow"].shape == (28, 2, 16, 16)
+    assert s["landmarks"].shape == (29, 68, 2)
+    assert s["label"] == 5 % 3 and s["boundary"].shape == (29,)
+    assert ds[-1]["clip_id"] == ids[-1]
+    with pytest.raises(IndexError):
+        ds[12]
+
+
+def test_pickles_without_handles(shard_dir):
+    ds = ShardDataset(shard_dir)
+    ds[0]
+    assert ds._handles
+    again = pickle.loads(pickle.dumps(ds))
+    assert not again._handles
+    assert torch.equal(again[3]["gray"], ds[3]["gray"])
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_dataloader_workers(shard_dir, method):
+    ds = ShardDataset(shard_dir)
+    ds[0]  # a handle opened in the parent must not leak into the workers
+    loader = DataLoader(ds, batch_size=4, num_workers=2, multiprocessing_context=mp.get_context(method))
+    seen = []
+    for batch in loader:
+        assert batch["gray"].shape == (4, 29, 16, 16)
+        assert batch["flow"].shape == (4, 28, 2, 16, 16)
+        seen += batch["clip_id"]
+    assert seen == [ds[i]["clip_id"] for i in range(len(ds))]
+
+
+def test_clear_errors(shard_dir, tmp_path):
+    with pytest.raises(FlowprepError, match="not a folder"):
+        ShardDataset(tmp_path / "nope")
+    with pytest.raises(FlowprepError, match="manifest.json not found"):
+        ShardDataset(tmp_path)
+    with pytest.raises(FlowprepError, match=r"split 'val' not in .*\(splits: train\)"):
+        ShardDataset(shard_dir, split="val")
+    newer = tmp_path / "newer"
+    newer.mkdir()
+    data = json.loads((shard_dir / "manifest.json").read_text())
+    data["format_version"] = 99
+    (newer / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(FlowprepError, match="upgrade flowprep"):
+        ShardDataset(newer)
+
+
+def test_manifest_statistics(shard_dir):
+    stats = Manifest.load(shard_dir).stats("train")
+    # uniform random bytes: mean ~0.5, std ~0.289; uniform int8 flow * 0.1: std ~7.3 px
+    assert stats["gray_mean"] == pytest.approx(0.5, abs=0.01)
+    assert stats["gray_std"] == pytest.approx(0.2887, abs=0.01)
+    assert stats["flow_std"] == pytest.approx(7.33, abs=0.1)
