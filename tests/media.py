@@ -60,9 +60,8 @@ def write_video(
         raise ValueError(f"yuv420p needs even sizes, got {width}x{height}; use pix_fmt='yuv444p' or codec='ffv1'")
     codec = codec or _CODEC_BY_SUFFIX.get(path.suffix.lower(), "libx264")
     path.parent.mkdir(parents=True, exist_ok=True)
-    source = ffmpeg.input(
-        "pipe:", format="rawvideo", pix_fmt="gray" if frames.ndim == 3 else "rgb24", s=f"{width}x{height}", framerate=fps
-    )
+    in_fmt = "gray" if frames.ndim == 3 else "rgb24"
+    source = ffmpeg.input("pipe:", format="rawvideo", pix_fmt=in_fmt, s=f"{width}x{height}", framerate=fps)
     out = ffmpeg.output(source, str(path), vcodec=codec, pix_fmt=pix_fmt, r=fps, **_QUALITY.get(codec, {}))
     try:
         out.overwrite_output().global_args("-hide_banner", "-loglevel", "error").run(

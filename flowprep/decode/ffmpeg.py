@@ -21,7 +21,22 @@ import numpy as np
 from ..errors import DecodeError, FlowprepError
 
 _FPS = re.compile(r"Video:.*?(\d+(?:\.\d+)?) (?:fps|tbr)")
+_DURATION = re.compile(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
 _PGM_HEADER = re.compile(rb"P5\s+(\d+)\s+(\d+)\s+(\d+)\s")
+_LOG_PREFIX = re.compile(r"^(?:\[[^\]]*@ 0x[0-9a-f]+\]\s*)+")  # "[h264 @ 0x55…] "
+_ERROR_WORDS = re.compile(r"error|invalid|corrupt|not found|unsupported|partial", re.IGNORECASE)
+# ffmpeg's words for a cause, in the order they explain best; the summary lines it prints last
+# ("Error opening input files: …", "Conversion failed!") name no cause.
+_KNOWN_CAUSES = (
+    ("matches no streams", "no video stream in the file"),
+    ("misdetection possible", "not a video file: ffmpeg does not recognise its format"),
+    ("moov atom not found", "moov atom not found: truncated, or not an MP4/MOV file"),
+    ("partial file", "the file is truncated (partial file)"),
+    ("error reading header", "cannot read the container header: truncated or corrupt file"),
+    ("Invalid data found when processing input", "not a readable video: invalid data"),
+)
+# Fewer decoded frames than this share of duration x fps means the stream stopped early.
+_MIN_FRAME_SHARE = 0.9
 
 
 @dataclass
@@ -61,7 +76,7 @@ def decode_gray(path: str | Path, max_frames: int | None = None) -> DecodedVideo
         raise DecodeError(f"file not found: {path}")
     if path.stat().st_size == 0:
         raise DecodeError("empty file (0 bytes)")
-    stream = ffmpeg.input(str(path)).video
+    stream = ffmpeg.input(str(path))["v:0"]  # the first video stream only (not cover art)
     out_args = {"format": "image2pipe", "vcodec": "pgm", "pix_fmt": "gray", "fps_mode": "passthrough"}
     if max_frames is not None:
         out_args["frames:v"] = max_frames
@@ -72,12 +87,19 @@ def decode_gray(path: str | Path, max_frames: int | None = None) -> DecodedVideo
             .run(cmd=ffmpeg_binary(), capture_stdout=True, capture_stderr=True)
         )
     except ffmpeg.Error as exc:
-        raise DecodeError(_last_error_line(exc.stderr) or "ffmpeg could not decode the file") from None
+        raise DecodeError(_failure_reason(exc.stderr) or "ffmpeg could not decode the file") from None
     frames = _parse_pgm_stream(raw)
+    log = err.decode(errors="replace")
     if frames.shape[0] == 0:
-        raise DecodeError(_last_error_line(err) or "no video frames decoded")
-    match = _FPS.search(err.decode(errors="replace"))
+        raise DecodeError(_failure_reason(err) or "no video frames decoded")
+    match = _FPS.search(log)
     fps = float(match.group(1)) if match else 25.0
+    # A stream cut short (lost packets, a file cut after its index) still exits 0 with the frames
+    # before the damage: a clip that silently lost frames is worse than a recorded failure.
+    expected = _duration_s(log) * fps
+    if max_frames is None and frames.shape[0] < _MIN_FRAME_SHARE * expected - 1:
+        cause = _failure_reason(err) or "stream ends early"
+        raise DecodeError(f"only {frames.shape[0]} of about {expected:.0f} frames decoded: {cause}")
     return DecodedVideo(frames=frames, fps=fps)
 
 
@@ -93,10 +115,27 @@ def _parse_pgm_stream(raw: bytes) -> np.ndarray:
     count = len(raw) // frame_bytes
     if count == 0:
         return np.zeros((0, height, width), np.uint8)
+    if len(raw) != count * frame_bytes or raw[(count - 1) * frame_bytes:][: header.end()] != raw[: header.end()]:
+        raise DecodeError("the frame size changes inside the video; re-encode it at one size")
     block = np.frombuffer(raw, np.uint8, count=count * frame_bytes).reshape(count, frame_bytes)
     return np.ascontiguousarray(block[:, header.end():]).reshape(count, height, width)
 
 
-def _last_error_line(stderr: bytes | None) -> str:
-    lines = [ln.strip() for ln in (stderr or b"").decode(errors="replace").splitlines() if ln.strip()]
-    return lines[-1][:300] if lines else ""
+def _duration_s(log: str) -> float:
+    """The input's duration from ffmpeg's report; 0 when it gives none (Duration: N/A)."""
+    match = _DURATION.search(log)
+    if match is None:
+        return 0.0
+    hours, minutes, seconds = match.groups()
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+def _failure_reason(stderr: bytes | None) -> str:
+    """Why ffmpeg failed, in words a user can act on: a known cause, else its last error line."""
+    lines = [_LOG_PREFIX.sub("", ln).strip() for ln in (stderr or b"").decode(errors="replace").splitlines()]
+    text = "\n".join(lines)
+    for marker, reason in _KNOWN_CAUSES:
+        if marker in text:
+            return reason
+    errors = [ln for ln in lines if _ERROR_WORDS.search(ln)]
+    return errors[-1][:300] if errors else ""

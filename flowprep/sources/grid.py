@@ -18,7 +18,7 @@ import os
 import re
 from pathlib import Path
 
-from .base import ClipRecord, Layout, is_video_name, list_dir, split_of, walk_files, VIDEO_SUFFIXES
+from .base import VIDEO_SUFFIXES, ClipRecord, Layout, is_video_name, list_dir, split_of, walk_files
 
 ALIGN_UNITS_PER_SECOND = 25000.0
 SILENCE = frozenset({"sil", "sp"})

@@ -72,7 +72,7 @@ def _scan_split(word: str, label: int, split: str, folder: str) -> list[ClipReco
 
 class LrwLayout(Layout):
     name = "lrw"
-    expects = "WORD/{train,val,test}/WORD_NNNNN.mp4 (+ .txt) with UPPERCASE word folders, or a folder holding lipread_mp4/"
+    expects = "WORD/{train,val,test}/WORD_NNNNN.mp4 (+ .txt), UPPERCASE word folders, here or in lipread_mp4/"
 
     @classmethod
     def matches(cls, root: Path) -> bool:

@@ -63,9 +63,10 @@ def test_unrecognised_tree_lists_every_layout(tmp_path):
     assert "WORD/{train,val,test}/WORD_NNNNN.mp4" in message and ".mpg" in message
 
 
-def test_an_explicit_layout_that_finds_nothing_says_what_it_expected(grid_dir):
+def test_an_explicit_layout_that_finds_nothing_says_what_it_expected(tmp_path):
+    (tmp_path / "bbaf2n.mpg").touch()
     with pytest.raises(FlowprepError, match=r"no lrw clips found under .*expected WORD/\{train,val,test\}"):
-        discover(grid_dir, layout="lrw")
+        discover(tmp_path, layout="lrw")
 
 
 def _count_scandir(monkeypatch) -> list[str]:
