@@ -31,6 +31,7 @@ class RoiConfig:
     smooth_window: int = 5  # frames of the centred moving average over landmarks
     max_track_shift: float = 0.25  # re-detect when the face box moves more than this x its size
     max_track_scale: float = 0.2  # ... or changes its size by more than this fraction
+    track_min_similarity: float = 0.7  # ... or its face patch correlates less than this with the last frame's
 
 
 @dataclass(frozen=True)
