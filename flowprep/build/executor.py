@@ -80,6 +80,7 @@ class RayExecutor:
             cpus = self.num_cpus or os.cpu_count() or 1
             ray.init(
                 address="local",  # a new embedded cluster, never one `ray start` left on this machine
+                _node_ip_address="127.0.0.1",  # a one-machine cluster talks over loopback only
                 num_cpus=cpus,
                 num_gpus=self.num_gpus,
                 include_dashboard=False,
