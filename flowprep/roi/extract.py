@@ -33,7 +33,7 @@ class MouthRoiExtractor:
         track = LandmarkTracker(cfg, *load_dlib(cfg.detector))(frames)
         detector = cfg.detector
         if (track.how == MISSED).all() and cfg.detector == "hog" and cfg.cnn_fallback:
-            track, detector = self._cnn_retry(frames) or (track, detector), "cnn"
+            track, detector = self._cnn_retry(frames) or track, "cnn"
         if (track.how == MISSED).all():
             tried = "hog, cnn" if detector == "cnn" or cfg.cnn_fallback else cfg.detector
             raise NoFaceError(f"no face found in any of the {len(frames)} frames ({tried})")

@@ -140,6 +140,8 @@ def test_bad_inputs_are_recorded_and_the_rest_is_built(tmp_path, ray_cluster):
     for name, stage in expected.items():
         assert by_name[name]["stage"] == stage, by_name[name]
         assert by_name[name]["reason"]
+        if stage == "roi":
+            assert by_name[name]["reason"].startswith("no face found in any of"), by_name[name]
 
 
 def test_cli_exit_codes_and_summary(tmp_path, lrw_src, capsys):
