@@ -188,3 +188,26 @@ def test_killed_build_resumes_to_the_same_shards(tmp_path, lrw_src, clean_build)
             for key in ("gray", "flow", "landmarks"):
                 np.testing.assert_array_equal(a.h5[key][()], b.h5[key][()])
     assert not list(out.glob(".*.tmp"))
+
+
+def test_pwcnet_build_through_the_flow_actor(tmp_path, lrw_src, ray_cluster):
+    """PWC-Net (ptlflow's architecture, seeded random weights) as its own batched actor stage."""
+    from flowprep.flow.pwcnet import save_random_pwcnet_checkpoint
+
+    ckpt = save_random_pwcnet_checkpoint(tmp_path / "pwcnet-random.ckpt", seed=0)
+    cfg = BuildConfig(flow=FlowConfig(backend="pwcnet", ckpt=str(ckpt), device="cpu", batch_pairs=64), limit=1,
+                      shard_size=1)
+    out = tmp_path / "out"
+    report = build(lrw_src, out, cfg, progress=False, executor=ray_cluster)
+    assert report.exit_code == EXIT_OK and report.clips == 1
+    manifest = json.loads((out / "manifest.json").read_text())
+    info = manifest["flow_backend"]
+    assert info["name"] == "pwcnet" and info["device"] == "cpu" and info["actors"] == 1
+    assert info["ckpt_sha256"] == hashlib.sha256(ckpt.read_bytes()).hexdigest()
+    sample = ShardDataset(out, split=manifest["shards"][0]["split"])[0]
+    gray = sample["gray"].numpy()
+    exact = get_backend("pwcnet", ckpt=str(ckpt), device="cpu")(gray[:4], gray[1:5])
+    stored = sample["flow"].numpy()[:4]
+    inside = np.abs(exact) < 12.6  # int8 at 0.1 px saturates beyond 12.7 px
+    assert inside.mean() > 0.5
+    assert np.abs(stored - exact)[inside].max() <= 0.05 + 1e-3
