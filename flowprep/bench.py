@@ -153,19 +153,45 @@ def _naive_fps(records, cfg: BuildConfig) -> float:
 
 
 def add_bench_parser(sub, add_build_options) -> None:
-    p = sub.add_parser("bench", help="throughput and per-stage cost, next to a naive recipe",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    bench = sub.add_parser("bench", help="measure: build throughput and stage costs, or shard read speed",
+                           description="Print figures: `bench build` (decode/ROI/flow/write costs, naive recipe, "
+                                       "Ray build) or `bench read` (random-access read speed of a shard folder).")
+    kinds = bench.add_subparsers(title="what to measure", metavar="KIND")
+    p = kinds.add_parser("build", help="build throughput and per-stage cost, next to a naive recipe",
+                         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--src", required=True, help="folder of videos to measure on")
     add_build_options(p)
-    p.set_defaults(func=_cmd_bench, flow="dis", limit=24)
+    p.set_defaults(func=_cmd_bench, flow="dis", limit=64)
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    r = kinds.add_parser("read", help="random-access read speed (clips/s), one process and a DataLoader")
+    r.add_argument("root", help="a shard folder")
+    r.add_argument("--split", default="train")
+    r.add_argument("--clips", type=int, default=400, help="clips to read per measurement")
+    r.add_argument("--workers", type=int, default=2, help="DataLoader workers")
+    r.add_argument("--json", action="store_true", help="print the figures as JSON")
+    r.set_defaults(func=_cmd_read)
+
+
+def _cmd_read(args) -> int:
+    from .dataset.bench import read_bench
+
+    figures = read_bench(args.root, args.split, args.clips, args.workers)
+    if args.json:
+        print(json.dumps(figures, indent=1))
+        return 0
+    print(f"{figures['clips_read']} random clips of {figures['clips_in_split']}:")
+    for mode in ("plain", "transforms"):
+        print(f"  {mode:<10}  one process {figures[f'single_{mode}_clips_per_s']:>8.1f} clips/s   "
+              f"DataLoader x{figures['workers']} {figures[f'loader_{mode}_clips_per_s']:>8.1f} clips/s")
+    print("one read, ms per clip: " + ", ".join(f"{k} {v}" for k, v in figures["per_clip_ms"].items()))
+    return 0
 
 
 def _cmd_bench(args) -> int:
     from .cli import config_from_args
 
     cfg = config_from_args(args).replace(limit=None)
-    figures = run_bench(args.src, cfg, limit=args.limit or 24)
+    figures = run_bench(args.src, cfg, limit=args.limit or 64)
     if args.json:
         print(json.dumps(figures, indent=1))
         return 0

@@ -1,6 +1,7 @@
 """Reading shards back: a file-level reader and the torch Dataset training code imports."""
 
+from .collate import pad_collate
 from .reader import ShardFile
 from .shard_dataset import ShardDataset
 
-__all__ = ["ShardDataset", "ShardFile"]
+__all__ = ["ShardDataset", "ShardFile", "pad_collate"]

@@ -99,3 +99,19 @@ def test_manifest_statistics(shard_dir):
     assert stats["gray_mean"] == pytest.approx(0.5, abs=0.01)
     assert stats["gray_std"] == pytest.approx(0.2887, abs=0.01)
     assert stats["flow_std"] == pytest.approx(7.33, abs=0.1)
+
+
+def test_pad_collate_variable_and_fixed_lengths():
+    from flowprep.dataset import pad_collate
+
+    def sample(t):
+        return {"gray": torch.ones(t, 4, 4, dtype=torch.uint8), "flow": torch.ones(t - 1, 2, 4, 4),
+                "boundary": torch.ones(t), "label": 1, "clip_id": f"c{t}"}
+
+    batch = pad_collate([sample(5), sample(3)])
+    assert batch["lengths"].tolist() == [5, 3]
+    assert batch["gray"].shape == (2, 5, 4, 4) and batch["flow"].shape == (2, 4, 2, 4, 4)
+    assert batch["gray"][1, 3:].sum() == 0 and batch["flow"][1, 2:].sum() == 0 and batch["gray"][1, :3].all()
+    assert batch["clip_id"] == ["c5", "c3"] and batch["label"].tolist() == [1, 1]
+    fixed = pad_collate([sample(4), sample(4)])
+    assert fixed["gray"].shape == (2, 4, 4, 4) and fixed["lengths"].tolist() == [4, 4]

@@ -1,0 +1,32 @@
+"""Batching clips: stack equal lengths (LRW), pad unequal ones (GRID, folders) and say how long each is."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.utils.data import default_collate
+
+TIME_MAJOR = ("gray", "flow", "landmarks", "affine", "boundary")
+
+
+def pad_collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
+    """Collate samples of any length: time-major tensors are zero-padded to the longest clip, and
+    ``lengths`` holds each clip's frame count (flow has one frame fewer per clip)."""
+    lengths = torch.tensor([len(s["gray"] if "gray" in s else s["boundary"]) for s in batch])
+    if bool((lengths == lengths[0]).all()):  # the fixed-length path: plain stacking
+        out = default_collate(batch)
+        out["lengths"] = lengths
+        return out
+    out: dict[str, Any] = {"lengths": lengths}
+    for key in batch[0]:
+        values = [s[key] for s in batch]
+        if key in TIME_MAJOR and isinstance(values[0], torch.Tensor):
+            longest = max(v.shape[0] for v in values)
+            padded = values[0].new_zeros((len(values), longest) + tuple(values[0].shape[1:]))
+            for i, v in enumerate(values):
+                padded[i, : v.shape[0]] = v
+            out[key] = padded
+        else:
+            out[key] = default_collate(values)
+    return out
