@@ -55,7 +55,7 @@ class BuildConfig:
     roi: RoiConfig = field(default_factory=RoiConfig)
     flow: FlowConfig = field(default_factory=FlowConfig)
     shard_size: int = 256  # clips per shard file
-    compression: str = "zstd"  # zstd (hdf5plugin) | gzip | none
+    compression: str = "lz4hc"  # lz4hc | zstd (both through hdf5plugin) | gzip | none
     compression_level: int = 3
     workers: int | None = None  # CPU workers; None = every CPU of the cluster (runtime only)
     ray_address: str | None = None  # None = embedded local cluster (runtime only)

@@ -121,8 +121,9 @@ class Normalize:
         out = dict(sample)
         if "gray" in out:
             out["gray"] = (out["gray"].float() / 255.0 - self.gray_mean) / self.gray_std
-        if "flow" in out:
-            out["flow"] = out["flow"] / self.flow_std
+        if "flow" in out:  # stored integers (flow_dtype="stored") carry their scale
+            out["flow"] = out["flow"].float() * (float(out.get("flow_scale", 1.0)) / self.flow_std)
+            out["flow_scale"] = 1.0
         return out
 
 

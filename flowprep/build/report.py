@@ -18,6 +18,8 @@ class BuildReport:
     frames: int = 0
     bytes: int = 0
     seconds: float = 0.0
+    first_clip_s: float = 0.0  # when the first clip finished (Ray workers warm by then)
+    last_clip_s: float = 0.0  # when the last clip finished (before the final shard writes)
     stage_seconds: dict[str, float] = field(default_factory=dict)
     nodes: dict[str, int] = field(default_factory=dict)
     shard_errors: list[str] = field(default_factory=list)
@@ -27,6 +29,15 @@ class BuildReport:
     @property
     def frames_per_s(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def steady_frames_per_s(self) -> float:
+        """Rate between the first and the last finished clip: what a long build sustains, without
+        the worker start-up at the beginning and the last shard's write at the end."""
+        span = self.last_clip_s - self.first_clip_s
+        if self.clips < 2 or span <= 0:
+            return self.frames_per_s
+        return self.frames * (self.clips - 1) / self.clips / span
 
     @property
     def bytes_per_clip(self) -> float:
@@ -42,8 +53,8 @@ class BuildReport:
         out = [
             f"clips written {self.clips}, failed {self.failed}"
             + (f", {self.skipped_shards} shard(s) already done" if self.skipped_shards else ""),
-            f"{self.frames} frames in {self.seconds:.1f} s: {self.frames_per_s:.1f} frames/s, "
-            f"{self.bytes_per_clip / 1024:.0f} KiB per clip",
+            f"{self.frames} frames in {self.seconds:.1f} s: {self.frames_per_s:.1f} frames/s "
+            f"({self.steady_frames_per_s:.1f} once running), {self.bytes_per_clip / 1024:.0f} KiB per clip",
         ]
         if self.frames and self.stage_seconds:
             per = ", ".join(f"{k.removesuffix('_s')} {1000 * v / self.frames:.2f}" for k, v in self.stage_seconds.items())

@@ -198,6 +198,8 @@ def _run(ex, manifest: Manifest, todo, cfg: BuildConfig, out: Path, report: Buil
             ex.wait(list(writers) + list(watched), timeout=1.0)
             for ref in ex.ready(list(watched)):
                 bar.update(watched.pop(ref))
+                report.last_clip_s = time.perf_counter() - t0
+                report.first_clip_s = report.first_clip_s or report.last_clip_s
             for ref in ex.ready(list(writers)):
                 shard = writers.pop(ref)
                 try:

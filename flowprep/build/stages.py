@@ -180,7 +180,7 @@ class ShardJob:
     split: str
     plan_hash: str
     attrs: dict = field(default_factory=dict)
-    compression: str = "zstd"
+    compression: str = "lz4hc"
     level: int = 3
 
 

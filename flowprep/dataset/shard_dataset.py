@@ -29,6 +29,7 @@ class ShardDataset(Dataset):
         streams: Sequence[str] = ("gray", "flow"),
         transform: Callable[[dict], dict] | None = None,
         max_open: int = 8,
+        flow_dtype: str = "float32",
     ):
         self.root = Path(root)
         if not self.root.is_dir():
@@ -38,6 +39,7 @@ class ShardDataset(Dataset):
         self.streams = tuple(streams)
         self.transform = transform
         self.max_open = max_open
+        self.flow_dtype = flow_dtype  # "float32" | "float16" pixels, or "stored" integers (see ShardFile.clip)
         self.shards = [s for s in self.manifest.shards if s.split == split and s.clips > 0]
         if not self.shards:
             have = sorted(self.manifest.splits()) or ["none"]
@@ -65,7 +67,7 @@ class ShardDataset(Dataset):
             raise IndexError(f"index {index} out of range ({self._len} clips)")
         k = bisect.bisect_right(self._starts, index) - 1
         shard = self._open(self.shards[k].name)
-        sample = shard.clip(index - self._starts[k], self.streams)
+        sample = shard.clip(index - self._starts[k], self.streams, self.flow_dtype)
         for key in self.streams:
             sample[key] = torch.from_numpy(sample[key])
         sample["boundary"] = torch.from_numpy(sample["boundary"])

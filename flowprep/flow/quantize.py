@@ -17,10 +17,11 @@ def quantize_flow_stats(flow: np.ndarray, dtype: str = "int8", scale: float = 0.
         raise FlowprepError(f"unknown flow dtype {dtype!r}; use int8, int16 or float16")
     if scale <= 0:
         raise FlowprepError(f"flow scale must be positive, got {scale}")
-    info = np.iinfo(_INT_TYPES[dtype])
+    # symmetric range (-127..127 for int8): a horizontal flip negates dx, and -(-128) does not fit
+    limit = np.iinfo(_INT_TYPES[dtype]).max
     units = np.rint(flow / np.float32(scale))
-    saturated = int(np.count_nonzero((units < info.min) | (units > info.max)))
-    return np.clip(units, info.min, info.max).astype(_INT_TYPES[dtype]), saturated
+    saturated = int(np.count_nonzero(np.abs(units) > limit))
+    return np.clip(units, -limit, limit).astype(_INT_TYPES[dtype]), saturated
 
 
 def quantize_flow(flow: np.ndarray, dtype: str = "int8", scale: float = 0.1) -> np.ndarray:

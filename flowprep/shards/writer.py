@@ -43,7 +43,7 @@ def write_shard(
     plan_hash: str,
     items: list[ClipResult | ClipFailure],
     attrs: dict,
-    compression: str = "zstd",
+    compression: str = "lz4hc",
     level: int = 3,
 ) -> ShardSummary:
     out_dir = Path(out_dir)

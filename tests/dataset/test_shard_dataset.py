@@ -115,3 +115,28 @@ def test_pad_collate_variable_and_fixed_lengths():
     assert batch["clip_id"] == ["c5", "c3"] and batch["label"].tolist() == [1, 1]
     fixed = pad_collate([sample(4), sample(4)])
     assert fixed["gray"].shape == (2, 4, 4, 4) and fixed["lengths"].tolist() == [4, 4]
+
+
+def test_damaged_shard_is_named(shard_dir, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(shard_dir, copy)
+    path = copy / "train-00001.h5"
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # truncated
+    ds = ShardDataset(copy)
+    ds[0]  # other shards still read
+    with pytest.raises(FlowprepError, match=r"train-00001\.h5.*flowprep verify"):
+        ds[5]
+
+
+def test_stored_flow_batches_back_to_pixels(shard_dir):
+    from flowprep.dataset import flow_to_pixels, pad_collate
+
+    pixels = ShardDataset(shard_dir)
+    stored = ShardDataset(shard_dir, flow_dtype="stored")
+    assert stored[2]["flow"].dtype == torch.int8 and stored[2]["flow_scale"] == pytest.approx(0.1)
+    batch = pad_collate([stored[i] for i in range(4)])
+    assert torch.allclose(flow_to_pixels(batch), torch.stack([pixels[i]["flow"] for i in range(4)]))
+    half = ShardDataset(shard_dir, flow_dtype="float16")[2]["flow"]
+    assert half.dtype == torch.float16 and torch.allclose(half.float(), pixels[2]["flow"], atol=0.01)

@@ -58,6 +58,7 @@ def test_quantisation_round_trip_and_saturation():
     inside = np.abs(flow) <= 12.7
     assert np.abs(back - flow)[inside].max() <= 0.05 + 1e-6
     assert saturated == int(np.count_nonzero(~inside)) and back[0, 0, 0, 0] == pytest.approx(12.7)
+    assert q.min() >= -127  # symmetric: negating dx for a flip never overflows
     q16, sat16 = quantize_flow_stats(flow, "int16", 0.01)
     assert sat16 == 0 and np.abs(dequantize_flow(q16, 0.01) - flow).max() <= 0.005 + 1e-6
     h, _ = quantize_flow_stats(flow, "float16")

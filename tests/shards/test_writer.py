@@ -30,7 +30,7 @@ def _result(i: int, frames: int, rng) -> ClipResult:
     )
 
 
-@pytest.mark.parametrize("compression", ["zstd", "gzip", "none"])
+@pytest.mark.parametrize("compression", ["lz4hc", "zstd", "gzip", "none"])
 def test_variable_length_clips_round_trip(tmp_path, compression):
     rng = np.random.default_rng(0)
     results = [_result(i, t, rng) for i, t in enumerate([29, 75, 2, 1])]
