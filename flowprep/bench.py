@@ -94,7 +94,7 @@ def run_bench(src: str | Path, cfg: BuildConfig, limit: int = 24, progress: bool
         "build_vs_naive": round(report.frames_per_s / naive_fps, 1) if naive_fps else None,
         "build_vs_ideal": round(report.frames_per_s / ideal_fps, 3),
         "build_steady_vs_ideal": round(report.steady_frames_per_s / ideal_fps, 3),
-        "bytes_per_clip": round(summary.bytes / max(1, summary.clips)),
+        "bytes_per_clip": round(summary.entry.bytes / max(1, summary.entry.clips)),
         "flow_quantisation": quant,
     }
 

@@ -20,7 +20,7 @@ from .. import __version__
 from ..config import BuildConfig
 from ..errors import FlowprepError
 from ..shards.layout import FAILURES_NAME, FORMAT_VERSION, MANIFEST_NAME, SHARD_SUFFIX
-from ..shards.manifest import Manifest, ShardEntry
+from ..shards.manifest import Manifest
 from ..sources import discover
 from . import stages
 from .executor import RayExecutor
@@ -207,7 +207,7 @@ def _run(ex, manifest: Manifest, todo, cfg: BuildConfig, out: Path, report: Buil
                 except FlowprepError as exc:
                     report.shard_errors.append(f"{shard.name}: {exc}")
                     continue
-                manifest.commit(_entry(summary), out)
+                manifest.commit(summary.entry, out)
                 _account(report, summary)
                 report.seconds = time.perf_counter() - t0
                 bar.set_postfix(fps=f"{report.frames_per_s:.0f}", failed=report.failed, refresh=False)
@@ -242,26 +242,13 @@ def _shard_attrs(manifest: Manifest, cfg: BuildConfig) -> dict:
     }
 
 
-def _entry(summary) -> ShardEntry:
-    return ShardEntry(
-        name=summary.name,
-        split=summary.split,
-        clips=summary.clips,
-        frames=summary.frames,
-        bytes=summary.bytes,
-        sha256=summary.sha256,
-        plan_hash=summary.plan_hash,
-        failures=summary.failures,
-        moments=summary.moments,
-    )
-
-
 def _account(report: BuildReport, summary) -> None:
+    entry = summary.entry
     report.written_shards += 1
-    report.clips += summary.clips
-    report.failed += len(summary.failures)
-    report.frames += summary.frames
-    report.bytes += summary.bytes
+    report.clips += entry.clips
+    report.failed += entry.failed
+    report.frames += entry.frames
+    report.bytes += entry.bytes
     for key, value in summary.timings.items():
         report.stage_seconds[key] = report.stage_seconds.get(key, 0.0) + value
     for node, count in summary.nodes.items():

@@ -18,22 +18,17 @@ import numpy as np
 from .. import __version__
 from .files import file_sha256
 from .layout import FORMAT_VERSION, compression_options
+from .manifest import ShardEntry
 from .records import ClipFailure, ClipResult
 
 
 @dataclass
 class ShardSummary:
-    name: str
-    split: str
-    clips: int
-    frames: int
-    bytes: int
-    sha256: str
-    plan_hash: str
-    failures: list[dict] = field(default_factory=list)
+    """A written shard: its manifest entry, plus what the build report wants to know about it."""
+
+    entry: ShardEntry
     timings: dict[str, float] = field(default_factory=dict)  # summed stage seconds over the shard's clips
     nodes: dict[str, int] = field(default_factory=dict)  # clips per node that processed them
-    moments: dict[str, float] = field(default_factory=dict)  # sums for dataset statistics (normalisation)
 
 
 def write_shard(
@@ -67,7 +62,7 @@ def write_shard(
             timings[key] = timings.get(key, 0.0) + value
     for it in results:
         nodes[it.node] = nodes.get(it.node, 0) + 1
-    return ShardSummary(
+    entry = ShardEntry(
         name=name,
         split=split,
         clips=len(results),
@@ -76,10 +71,9 @@ def write_shard(
         sha256=sha,
         plan_hash=plan_hash,
         failures=[f.to_json() for f in failures],
-        timings=timings,
-        nodes=nodes,
         moments=_moments(results, float(attrs.get("flow_scale", 1.0))),
     )
+    return ShardSummary(entry=entry, timings=timings, nodes=nodes)
 
 
 def _write_h5(path: Path, split: str, results: list[ClipResult], attrs: dict, comp: dict) -> None:

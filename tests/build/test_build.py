@@ -37,13 +37,8 @@ def ray_cluster():
 
 
 @pytest.fixture(scope="module")
-def lrw_src(tmp_path_factory):
-    root = tmp_path_factory.mktemp("lrw") / "lipread_mp4"
-    if media.grid_clips():
-        media.make_lrw_tree(root)
-    else:
-        media.make_lrw_tree_from_photo(root)
-    return root
+def lrw_src(lrw_tree):
+    return lrw_tree
 
 
 @pytest.fixture(scope="module")

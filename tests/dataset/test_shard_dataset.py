@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 
 from flowprep.dataset import ShardDataset
 from flowprep.errors import FlowprepError
-from flowprep.shards import Manifest, ShardEntry, write_shard
+from flowprep.shards import Manifest, write_shard
 from tests.shards.test_writer import ATTRS, _result
 
 
@@ -28,8 +28,7 @@ def shard_dir(tmp_path_factory):
         results = [_result(clip + j, 29, rng) for j in range(4)]
         clip += 4
         s = write_shard(root, f"train-{k:05d}.h5", "train", f"p{k}", results, ATTRS)
-        m.commit(ShardEntry(s.name, s.split, s.clips, s.frames, s.bytes, s.sha256, s.plan_hash, s.failures,
-                            s.moments), root)
+        m.commit(s.entry, root)
     m.planned_clips = clip
     m.save(root)
     return root

@@ -36,8 +36,8 @@ def test_variable_length_clips_round_trip(tmp_path, compression):
     results = [_result(i, t, rng) for i, t in enumerate([29, 75, 2, 1])]
     failure = ClipFailure(ClipRecord("W/train/bad", "/v/bad.mp4", "train", 0, "W", "lrw", None), "decode", "empty file")
     summary = write_shard(tmp_path, "train-00000.h5", "train", "plan1", results + [failure], ATTRS, compression, 3)
-    assert summary.clips == 4 and summary.frames == 29 + 75 + 2 + 1
-    assert summary.failures == [failure.to_json()]
+    assert summary.entry.clips == 4 and summary.entry.frames == 29 + 75 + 2 + 1
+    assert summary.entry.failures == [failure.to_json()]
     assert summary.nodes == {"n1": 4}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["train-00000.h5"]  # no temporary left behind
     with ShardFile(tmp_path / "train-00000.h5") as shard:
@@ -60,7 +60,7 @@ def test_variable_length_clips_round_trip(tmp_path, compression):
 def test_empty_shard_when_every_clip_failed(tmp_path):
     rec = ClipRecord("a", "/a.mp4", "train", 0, "", "folder", None)
     summary = write_shard(tmp_path, "train-00000.h5", "train", "p", [ClipFailure(rec, "roi", "no face")], ATTRS)
-    assert summary.clips == 0 and len(summary.failures) == 1
+    assert summary.entry.clips == 0 and summary.entry.failed == 1
     with h5py.File(tmp_path / "train-00000.h5") as f:
         assert f["gray"].shape == (0, 16, 16) and f["flow"].shape == (0, 2, 16, 16)
 
