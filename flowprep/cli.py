@@ -25,6 +25,15 @@ exit status: 0 every clip built; 3 the build completed but some clips failed (se
 2 a fatal error (bad arguments, unreadable input, incomplete build: rerun to resume)."""
 
 
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Show a default only where there is one worth reading (not None, not an off switch)."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False, argparse.SUPPRESS) or "%(default)" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -50,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("build", help="videos -> mouth ROIs -> optical flow -> HDF5 shards",
                        description="Build shards from a folder of videos. Rerunning the same command resumes.",
-                       epilog=EXIT_HELP, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       epilog=EXIT_HELP, formatter_class=_Help)
     b.add_argument("--src", required=True, help="folder of videos (LRW's lipread_mp4/, GRID, or any folder)")
     b.add_argument("--out", required=True, help="output folder for shards, manifest.json and failures.jsonl")
     _add_build_options(b)
