@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import FlowprepError
+from ..shards.files import file_sha256
 from ..shards.manifest import Manifest
 from .reader import ShardFile
 
@@ -30,6 +31,7 @@ class ShardDataset(Dataset):
         transform: Callable[[dict], dict] | None = None,
         max_open: int = 8,
         flow_dtype: str = "float32",
+        check_sha256: bool = False,
     ):
         self.root = Path(root)
         if not self.root.is_dir():
@@ -40,6 +42,7 @@ class ShardDataset(Dataset):
         self.transform = transform
         self.max_open = max_open
         self.flow_dtype = flow_dtype  # "float32" | "float16" pixels, or "stored" integers (see ShardFile.clip)
+        self.check_sha256 = check_sha256  # hash each shard once per process before its first read
         self.shards = [s for s in self.manifest.shards if s.split == split and s.clips > 0]
         if not self.shards:
             have = sorted(self.manifest.splits()) or ["none"]
@@ -79,7 +82,13 @@ class ShardDataset(Dataset):
             self._pid = os.getpid()
         handle = self._handles.get(name)
         if handle is None:
-            handle = ShardFile(self.root / name)
+            path = self.root / name
+            if self.check_sha256:
+                expected = next(s.sha256 for s in self.shards if s.name == name)
+                if file_sha256(path) != expected:
+                    raise FlowprepError(f"{path} fails its sha256 check against manifest.json: it was modified or "
+                                        f"corrupted; run `flowprep verify {self.root}` and rebuild it")
+            handle = ShardFile(path)
             self._handles[name] = handle
             while len(self._handles) > self.max_open:
                 self._handles.popitem(last=False)[1].close()

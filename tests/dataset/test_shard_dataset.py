@@ -139,3 +139,18 @@ def test_stored_flow_batches_back_to_pixels(shard_dir):
     assert torch.allclose(flow_to_pixels(batch), torch.stack([pixels[i]["flow"] for i in range(4)]))
     half = ShardDataset(shard_dir, flow_dtype="float16")[2]["flow"]
     assert half.dtype == torch.float16 and torch.allclose(half.float(), pixels[2]["flow"], atol=0.01)
+
+
+def test_checksum_checked_on_request(shard_dir, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(shard_dir, copy)
+    path = copy / "train-00002.h5"
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 0x01  # one bit, in a place that may well still read
+    path.write_bytes(bytes(data))
+    ds = ShardDataset(copy, check_sha256=True)
+    assert ds[0]["clip_id"]  # intact shards read
+    with pytest.raises(FlowprepError, match=r"train-00002\.h5 fails its sha256 check.*flowprep verify"):
+        ds[9]
