@@ -52,6 +52,10 @@ def build(
     if not records:
         raise FlowprepError(f"no clips found under {src}")
     plan = plan_shards(records, cfg.shard_size)
+    if cfg.flow.backend == "pwcnet":
+        from ..flow.pwcnet import resolve_checkpoint
+
+        resolve_checkpoint(cfg.flow.ckpt)  # fail in a second, with the fix, not after starting a cluster
     out.mkdir(parents=True, exist_ok=True)
     manifest = _open_manifest(out, src, layout, cfg, overwrite)
     _remove_stale_temporaries(out)
