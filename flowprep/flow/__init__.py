@@ -1,16 +1,21 @@
 """Optical flow between consecutive crops: one registry, several backends, compact storage.
 
-ptlflow is imported only when the pwcnet backend is built (importing it takes seconds).
+    backend = get_backend("dis", preset="medium")          # or "farneback", "pwcnet"
+    flow = backend(prev, next)                              # uint8 [N,H,W] x2 -> float32 [N,2,H,W] px
+    q, saturated = quantize_flow_stats(flow, "int8", 0.1)   # what a shard stores
+
+Importing this package is cheap: ptlflow (seconds to import) loads when a pwcnet backend is built.
 """
 
-from . import opencv  # noqa: F401  registers dis and farneback
 from .base import FlowBackend, available_backends, get_backend, register_backend
-from .quantize import dequantize_flow, quantize_flow, quantize_flow_stats
+from .quantize import FLOW_DTYPES, dequantize_flow, quantize_flow, quantize_flow_stats
 
-# pwcnet registers itself on import; the import is cheap until the backend is constructed.
+# Importing the backend modules registers them.
+from . import opencv  # noqa: E402,F401  isort:skip
 from . import pwcnet  # noqa: E402,F401  isort:skip
 
 __all__ = [
+    "FLOW_DTYPES",
     "FlowBackend",
     "available_backends",
     "dequantize_flow",

@@ -1,4 +1,4 @@
-"""CPU flow with OpenCV: DIS (fast, good on small crops) and Farneback."""
+"""CPU flow with OpenCV: DIS (fast, good on small crops) and Farneback. One pair per call, in C++."""
 
 from __future__ import annotations
 
@@ -16,48 +16,56 @@ DIS_PRESETS = {
 
 
 class _OpenCVBackend(FlowBackend):
-    def __init__(self, threads: int = 1):
+    def __init__(self, threads: int | None, device: str):
+        if device not in ("auto", "cpu"):
+            raise FlowprepError(f"the {self.name} flow runs on the CPU only, got device={device!r}")
         # The build runs one worker per core: OpenCV's own threads would only fight over them.
-        self.threads = threads
-        cv2.setNumThreads(threads)
+        # None leaves OpenCV's setting alone. The setting is per process.
+        if threads is not None:
+            cv2.setNumThreads(int(threads))
+        self.options = {"threads": threads}
 
     def compute(self, prev: np.ndarray, next: np.ndarray) -> np.ndarray:
         out = np.empty((len(prev), 2) + prev.shape[1:], np.float32)
-        for i in range(len(prev)):
-            out[i] = self.pair(prev[i], next[i]).transpose(2, 0, 1)
+        try:
+            for i in range(len(prev)):
+                out[i] = self.pair(prev[i], next[i]).transpose(2, 0, 1)  # [H,W,2] -> [2,H,W]
+        except cv2.error as exc:
+            reason = str(exc).strip().splitlines()[-1][:200]
+            raise FlowprepError(f"{self.name} flow failed on {prev.shape[1]}x{prev.shape[2]} frames: {reason}") from None
         return out
+
+    def pair(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
 
 
 @register_backend("dis")
 class DISBackend(_OpenCVBackend):
-    name = "dis"
+    """Dense Inverse Search; needs frames of at least 16x16 pixels."""
 
-    def __init__(self, preset: str = "medium", threads: int = 1, **_ignored):
-        super().__init__(threads)
+    def __init__(self, preset: str = "medium", threads: int | None = 1, device: str = "cpu"):
         if preset not in DIS_PRESETS:
             raise FlowprepError(f"unknown DIS preset {preset!r}; use {', '.join(DIS_PRESETS)}")
-        self.preset = preset
+        super().__init__(threads, device)
+        self.options = {"preset": preset, **self.options}
         self.dis = cv2.DISOpticalFlow_create(DIS_PRESETS[preset])
 
     def pair(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return self.dis.calc(a, b, None)
 
-    def describe(self) -> dict:
-        return {**super().describe(), "preset": self.preset}
-
 
 @register_backend("farneback")
 class FarnebackBackend(_OpenCVBackend):
-    name = "farneback"
-    # Three levels suit 112 px crops (a fourth level would be 14 px); a 15 px window smooths
-    # the low-texture skin around the lips; poly_n 5 / sigma 1.1 is the usual pairing.
-    params = dict(pyr_scale=0.5, levels=3, winsize=15, iterations=3, poly_n=5, poly_sigma=1.1, flags=0)
+    # Three pyramid levels suit 112 px crops (a fourth would be 14 px wide, too coarse to help);
+    # a 15 px window smooths over the low-texture skin around the lips; poly_n 5 with sigma 1.1
+    # is the pairing that polynomial expansion is tuned for.
+    PARAMS = dict(pyr_scale=0.5, levels=3, winsize=15, iterations=3, poly_n=5, poly_sigma=1.1, flags=0)
 
-    def __init__(self, threads: int = 1, **_ignored):
-        super().__init__(threads)
+    def __init__(self, threads: int | None = 1, device: str = "cpu"):
+        super().__init__(threads, device)
 
     def pair(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return cv2.calcOpticalFlowFarneback(a, b, None, **self.params)
+        return cv2.calcOpticalFlowFarneback(a, b, None, **self.PARAMS)
 
     def describe(self) -> dict:
-        return {**super().describe(), **self.params}
+        return {**super().describe(), "params": dict(self.PARAMS)}
