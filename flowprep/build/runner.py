@@ -173,7 +173,9 @@ def _run(ex, manifest: Manifest, todo, cfg: BuildConfig, out: Path, report: Buil
     max_inflight = max(2, math.ceil(4 * cpus / cfg.shard_size) + 1)
     attrs = _shard_attrs(manifest, cfg)
     total = sum(len(p.records) for p in todo)
-    bar = tqdm(total=total, unit="clip", desc="build", disable=not progress, dynamic_ncols=True)
+    nodes = int(resources["nodes"])
+    desc = "build" if nodes <= 1 else f"build on {nodes} nodes"  # say so when the work spreads
+    bar = tqdm(total=total, unit="clip", desc=desc, disable=not progress, dynamic_ncols=True)
     queue = deque(todo)
     writers: dict = {}  # writer ref -> shard
     watched: dict = {}  # ref -> clips it stands for (progress)

@@ -1,0 +1,148 @@
+"""Training speed of each front-end: clips/s and peak memory for full training steps.
+
+Each configuration runs in a fresh process, so its peak RSS is its own. Inputs are random clips
+of the shards' types (uint8 gray, int8 flow with its scale) going through the same device-side
+normalisation as training; reading is left out (shards read at hundreds of clips/s, see
+`flowprep bench read`), so the figure is the model's own ceiling.
+
+    python -m flowprep.train.bench                          # CPU, float32, both front-ends
+    python -m flowprep.train.bench --device cuda --amp --batch-size 32 --steps 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import resource
+import time
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+
+def train_bench(frontends: tuple[str, ...] = ("r3d18", "i3d"), streams: tuple[str, ...] = ("gray", "flow"),
+                backend: str = "bilstm", fusion: str = "features", batch_size: int = 8, frames: int = 29,
+                size: int = 112, steps: int = 3, warmup: int = 1, device: str = "cpu", amp: bool = False,
+                width: float = 1.0, hidden: int = 512, threads: int | None = None) -> list[dict[str, Any]]:
+    """One row per front-end: clips/s over ``steps`` timed steps (after ``warmup`` untimed ones),
+    seconds per step, parameters, peak RSS (and peak CUDA memory on a GPU)."""
+    rows = []
+    for frontend in frontends:
+        job = dict(frontend=frontend, streams=tuple(streams), backend=backend, fusion=fusion, batch_size=batch_size,
+                   frames=frames, size=size, steps=steps, warmup=warmup, device=device, amp=amp, width=width,
+                   hidden=hidden, threads=threads)
+        with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
+            rows.append(pool.submit(_measure, job).result())
+    return rows
+
+
+def _measure(job: dict[str, Any]) -> dict[str, Any]:
+    import torch
+    from torch import nn
+
+    from ..transforms import Normalize
+    from .config import TrainConfig
+    from .data import model_inputs
+    from .evaluation import autocast, resolve_device
+    from .models import build_model
+    from .trainer import amp_dtype
+
+    if job["threads"]:
+        torch.set_num_threads(job["threads"])
+    rss_before = _peak_rss_mib()
+    cfg = TrainConfig(shards="", out="", frontend=job["frontend"], backend=job["backend"], streams=job["streams"],
+                      fusion=job["fusion"], width=job["width"], hidden=job["hidden"], amp=job["amp"],
+                      device=job["device"], batch_size=job["batch_size"])
+    device = resolve_device(cfg.device)
+    low = amp_dtype(cfg, device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    model = build_model(cfg, 500).to(device)  # LRW's 500 words
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    scaler = torch.amp.GradScaler(device.type, enabled=low == torch.float16)
+    b, t, s = job["batch_size"], job["frames"], job["size"]
+    g = torch.Generator().manual_seed(0)
+    batch = {
+        "gray": torch.randint(0, 256, (b, t, s, s), generator=g, dtype=torch.uint8),
+        "flow": torch.randint(-40, 41, (b, t - 1, 2, s, s), generator=g).to(torch.int8),
+        "flow_scale": torch.full((b,), 0.1, dtype=torch.float64),
+        "lengths": torch.full((b,), t),
+        "label": torch.randint(0, 500, (b,), generator=g),
+    }
+    normalize = Normalize(0.4, 0.2, 1.0)
+
+    def step() -> None:
+        inputs, lengths = model_inputs(batch, cfg.streams, normalize, device)
+        with autocast(device, low):
+            logits = model(inputs, lengths)
+        loss = nn.functional.cross_entropy(logits.float(), batch["label"].to(device))
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+
+    for _ in range(job["warmup"]):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    for _ in range(job["steps"]):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - t0
+    row = {
+        "frontend": job["frontend"], "streams": ",".join(cfg.streams), "backend": cfg.backend,
+        "device": str(device), "precision": str(low).replace("torch.", "") if low else "float32",
+        "batch": b, "clip": f"{t}x{s}x{s}", "threads": torch.get_num_threads(),
+        "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
+        "step_s": round(seconds / job["steps"], 3), "clips_per_s": round(b * job["steps"] / seconds, 2),
+        "peak_rss_mib": round(_peak_rss_mib()), "rss_before_model_mib": round(rss_before),
+    }
+    if device.type == "cuda":
+        row["peak_cuda_mib"] = round(torch.cuda.max_memory_allocated() / 2**20)
+        row["gpu"] = torch.cuda.get_device_name(device)
+    return row
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m flowprep.train.bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--frontends", default="r3d18,i3d")
+    p.add_argument("--streams", default="gray,flow")
+    p.add_argument("--backend", default="bilstm", choices=["bilstm", "tcn"])
+    p.add_argument("--fusion", default="features", choices=["features", "scores"])
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--frames", type=int, default=29)
+    p.add_argument("--size", type=int, default=112)
+    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--amp", action="store_true")
+    p.add_argument("--width", type=float, default=1.0)
+    p.add_argument("--hidden", type=int, default=512)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--json", action="store_true")
+    a = p.parse_args(argv)
+    rows = train_bench(tuple(a.frontends.split(",")), tuple(a.streams.split(",")), a.backend, a.fusion, a.batch_size,
+                       a.frames, a.size, a.steps, a.warmup, a.device, a.amp, a.width, a.hidden, a.threads)
+    if a.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    for r in rows:
+        memory = f"peak RSS {r['peak_rss_mib']} MiB (before the model {r['rss_before_model_mib']})"
+        if "peak_cuda_mib" in r:
+            memory += f", peak CUDA {r['peak_cuda_mib']} MiB on {r['gpu']}"
+        print(f"{r['frontend']:>6} {r['streams']} {r['backend']} {r['precision']} on {r['device']} "
+              f"({r['threads']} threads), batch {r['batch']} of {r['clip']}, {r['params_m']} M params: "
+              f"{r['clips_per_s']} clips/s, {r['step_s']} s/step; {memory}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

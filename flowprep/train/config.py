@@ -1,0 +1,98 @@
+"""One training run's settings. Saved with every checkpoint; `--resume` refuses settings that changed.
+
+No torch here: the command line reads its defaults without loading it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import FlowprepError
+
+# Fields a resumed run may change: where and how fast it runs, and how long it goes on.
+RUNTIME_FIELDS = frozenset({"shards", "out", "epochs", "device", "workers", "progress", "resume"})
+
+# The choices (models.py builds them; kept here so the command line loads without torch).
+FRONTENDS = ("r3d18", "i3d")
+BACKENDS = ("bilstm", "tcn")
+STREAM_CHANNELS = {"gray": 1, "flow": 2}
+
+
+@dataclass
+class TrainConfig:
+    shards: str  # a shard folder written by `flowprep build`
+    out: str  # the run folder: checkpoints, metrics.csv, steps.csv, tb/
+    # model
+    frontend: str = "r3d18"  # r3d18 | i3d
+    backend: str = "bilstm"  # bilstm | tcn
+    streams: tuple[str, ...] = ("gray", "flow")
+    fusion: str = "features"  # two streams: features (concatenate per frame) | scores (average logits)
+    width: float = 1.0  # front-end channel multiplier (1.0: 64..512 for r3d18, 1024 out for i3d)
+    hidden: int = 512  # LSTM units per direction, or TCN channels
+    layers: int | None = None  # back-end depth; None = 2 LSTM layers or 4 TCN blocks
+    dropout: float = 0.2
+    pretrained: str | None = None  # torchvision resnet18 state_dict (.pth) to inflate into r3d18
+    # optimisation
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 3e-4
+    weight_decay: float = 0.01
+    warmup_epochs: float = 1.0  # linear warm-up, then cosine decay to zero over the remaining steps
+    label_smoothing: float = 0.0
+    grad_clip: float = 5.0  # max gradient norm; 0 = off
+    amp: bool = False  # mixed precision on CUDA (bfloat16 where supported, else float16 with loss scaling)
+    # data
+    crop: int = 104  # random crop for training, centre crop for evaluation
+    flip: bool = True  # random horizontal flip (mirrors both streams, negates flow dx)
+    train_split: str = "train"
+    val_split: str | None = "val"  # evaluated after every epoch when the folder has it
+    max_steps_per_epoch: int | None = None  # a quick trial on part of the data
+    # runtime
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    workers: int = 2  # DataLoader worker processes
+    seed: int = 0
+    progress: bool = True
+    resume: bool = False
+
+    def __post_init__(self) -> None:
+        self.streams = tuple(self.streams)
+        self.shards, self.out = str(self.shards), str(self.out)
+        problems = []
+        if self.frontend not in FRONTENDS:
+            problems.append(f"frontend {self.frontend!r} (use {' or '.join(FRONTENDS)})")
+        if self.backend not in BACKENDS:
+            problems.append(f"backend {self.backend!r} (use {' or '.join(BACKENDS)})")
+        if not self.streams or len(set(self.streams)) != len(self.streams) or \
+                any(s not in STREAM_CHANNELS for s in self.streams):
+            problems.append(f"streams {','.join(self.streams) or '(none)'} (use gray, flow or gray,flow)")
+        if self.fusion not in ("features", "scores"):
+            problems.append(f"fusion {self.fusion!r} (use features or scores)")
+        if self.pretrained and self.frontend != "r3d18":
+            problems.append("pretrained weights inflate into r3d18 only")
+        for name in ("epochs", "batch_size", "crop", "hidden"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be at least 1")
+        if self.workers < 0:
+            problems.append("workers must be 0 or more")
+        if problems:
+            raise FlowprepError("bad training settings: " + "; ".join(problems))
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["streams"] = list(self.streams)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+    def differences(self, other: "TrainConfig") -> list[str]:
+        """Settings other than runtime ones that differ: a resumed run must match on all of them."""
+        a, b = self.to_dict(), other.to_dict()
+        return [f"{k}: {a[k]!r} -> {b[k]!r}" for k in a if k not in RUNTIME_FIELDS and a[k] != b[k]]

@@ -1,0 +1,93 @@
+"""From shards to model inputs: loaders with the two-stream transforms, then normalisation on the device.
+
+Workers crop and flip only; gray travels as uint8 and flow as the shard's stored integers
+(``flow_dtype="stored"``), 4x fewer bytes than floats. Pixels become normalised floats after the
+transfer: ``flow_to_pixels`` then ``Normalize`` with the manifest's statistics.
+
+Every random choice of an epoch (order, crops, flips) comes from generators seeded with the run's
+seed and the epoch number, so a resumed run reads exactly what an uninterrupted one would have.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from ..dataset import ShardDataset, flow_to_pixels, pad_collate
+from ..transforms import CenterCrop, Compose, Normalize, RandomCrop, RandomHorizontalFlip
+from .config import TrainConfig
+from .models import time_mask
+
+
+def train_transform(cfg: TrainConfig) -> Compose:
+    steps = [RandomCrop(cfg.crop, seed=cfg.seed)]
+    if cfg.flip:
+        steps.append(RandomHorizontalFlip(seed=cfg.seed + 1))
+    return Compose(steps)
+
+
+def _reseed(transform: Compose | Any, seed: int) -> None:
+    for i, t in enumerate(getattr(transform, "transforms", [])):
+        if hasattr(t, "reseed"):
+            t.reseed(seed * 1000 + i)
+
+
+def _seed_worker(worker_id: int) -> None:
+    # torch gives each worker initial_seed = the loader's base seed + worker id: derive the crops from it
+    info = torch.utils.data.get_worker_info()
+    _reseed(info.dataset.transform, torch.initial_seed() % 2**31)
+
+
+def dataset(cfg: TrainConfig, split: str, train: bool) -> ShardDataset:
+    return ShardDataset(cfg.shards, split, streams=cfg.streams, flow_dtype="stored",
+                        transform=train_transform(cfg) if train else Compose([CenterCrop(cfg.crop)]))
+
+
+def loader(ds: ShardDataset, cfg: TrainConfig, train: bool, epoch: int = 0, batch_size: int | None = None,
+           device: torch.device | None = None) -> DataLoader:
+    """A loader for one pass. Training: shuffled, drops nothing, seeded by (seed, epoch)."""
+    generator = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+    if train and cfg.workers == 0:  # no worker to seed: this process draws the crops
+        _reseed(ds.transform, cfg.seed * 7919 + epoch)
+    return DataLoader(ds, batch_size=batch_size or cfg.batch_size, shuffle=train, generator=generator,
+                      num_workers=cfg.workers, collate_fn=pad_collate, worker_init_fn=_seed_worker,
+                      pin_memory=device is not None and device.type == "cuda",
+                      persistent_workers=False, drop_last=False)
+
+
+def normalizer(cfg: TrainConfig, ds: ShardDataset) -> Normalize:
+    """Normalisation from the training split's statistics (used for every split)."""
+    return Normalize.from_manifest(ds.manifest.stats(cfg.train_split))
+
+
+def model_inputs(batch: dict[str, Any], streams: tuple[str, ...], normalize: Normalize,
+                 device: torch.device) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """({stream: [B, C, T, H, W] float}, lengths [B] on the device).
+
+    Flow has one frame fewer than gray; a zero frame in front (no motion known before the first
+    frame) puts flow[t] = motion from frame t-1 to t next to frame t, for every stream and fusion."""
+    moved = {k: batch[k].to(device, non_blocking=True) for k in ("gray", "flow", "flow_scale") if k in batch}
+    if "flow" in moved:
+        moved["flow"] = flow_to_pixels(moved)
+        moved["flow_scale"] = 1.0
+    moved = normalize(moved)
+    lengths = batch["lengths"].to(device)
+    inputs = {}
+    if "gray" in streams:
+        inputs["gray"] = moved["gray"].unsqueeze(1)  # [B, 1, T, H, W]
+    if "flow" in streams:
+        flow = moved["flow"].permute(0, 2, 1, 3, 4)  # [B, 2, T-1, H, W]
+        inputs["flow"] = torch.nn.functional.pad(flow, (0, 0, 0, 0, 1, 0))
+    # Padding frames of short clips are zero after normalisation, like a convolution's own padding
+    # in time: a clip's features do not depend on the clips it is batched with (in eval mode).
+    for name, x in inputs.items():
+        inputs[name] = x * time_mask(lengths, x.shape[2]).to(x.dtype)[:, None, :, None, None]
+    return inputs, lengths
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)

@@ -1,0 +1,114 @@
+"""Scoring a model on a split: loss, top-1/top-5, the confusion matrix and its most confused pairs."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from ..errors import FlowprepError
+from ..transforms import Normalize
+from . import checkpoint, data
+from .config import TrainConfig
+from .models import build_model
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+@torch.no_grad()
+def evaluate_model(model: nn.Module, loader: DataLoader, streams: tuple[str, ...], normalize: Normalize,
+                   device: torch.device, num_classes: int, amp_dtype: torch.dtype | None = None,
+                   progress: bool = False) -> dict[str, Any]:
+    """{"loss", "top1", "top5", "clips", "confusion" ([K, K] counts, rows = true class)}."""
+    model.eval()
+    confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+    loss_sum, top5_hits, clips = 0.0, 0, 0
+    k = min(5, num_classes)
+    for batch in tqdm(loader, desc="eval", unit="batch", disable=not progress, leave=False):
+        inputs, lengths = data.model_inputs(batch, streams, normalize, device)
+        labels = batch["label"].to(device)
+        with autocast(device, amp_dtype):
+            logits = model(inputs, lengths)
+        logits = logits.float()
+        loss_sum += float(nn.functional.cross_entropy(logits, labels, reduction="sum"))
+        top = logits.topk(k, dim=1).indices
+        top5_hits += int((top == labels[:, None]).any(1).sum())
+        pairs = (labels * num_classes + top[:, 0]).cpu()
+        confusion += torch.bincount(pairs, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+        clips += len(labels)
+    model.train()
+    if clips == 0:
+        raise FlowprepError("nothing to evaluate: the split is empty")
+    return {"loss": loss_sum / clips, "top1": int(confusion.diag().sum()) / clips, "top5": top5_hits / clips,
+            "clips": clips, "confusion": confusion}
+
+
+def most_confused(confusion: torch.Tensor, classes: list[str], n: int = 10) -> list[dict[str, Any]]:
+    """The n largest off-diagonal counts: which word was taken for which, how often, out of how many."""
+    off = confusion.clone()
+    off.fill_diagonal_(0)
+    counts, flat = off.flatten().topk(min(n, off.numel()))
+    rows = confusion.sum(1)
+    out = []
+    for count, index in zip(counts.tolist(), flat.tolist()):
+        if count == 0:
+            break
+        true, pred = divmod(index, confusion.shape[0])
+        out.append({"true": classes[true], "predicted": classes[pred], "count": count, "of": int(rows[true])})
+    return out
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise FlowprepError(f"--device {name}: CUDA is not available on this machine (use cpu or auto)")
+    return device
+
+
+def evaluate(run: str | Path, split: str = "val", which: str = "best", device: str = "auto",
+             batch_size: int | None = None, workers: int | None = None, shards: str | Path | None = None,
+             progress: bool = False) -> dict[str, Any]:
+    """Score a run's checkpoint (``which``: best, falling back to last when no best was kept; or last)
+    on ``split`` of its shards (or of ``shards``, built with the same settings). Writes
+    eval-<split>.json and confusion-<split>.csv into the run."""
+    if which not in ("best", "last"):
+        raise FlowprepError(f"checkpoint {which!r}: use best or last")
+    run = Path(run)
+    path = run / (checkpoint.BEST if which == "best" and (run / checkpoint.BEST).is_file() else checkpoint.LAST)
+    state = checkpoint.load(path)
+    cfg = TrainConfig.from_dict(state["config"])
+    cfg = cfg.replace(device=device, workers=cfg.workers if workers is None else workers,
+                      shards=str(shards or cfg.shards))
+    dev = resolve_device(cfg.device)
+    classes = list(state["classes"])
+    model = build_model(cfg, len(classes)).to(dev)
+    model.load_state_dict(state["model"])
+    ds = data.dataset(cfg, split, train=False)
+    if ds.manifest.config_fingerprint != state["shards_fingerprint"]:
+        raise FlowprepError(f"{cfg.shards} was built with other settings than the shards {run} was trained on")
+    normalize = Normalize(**state["normalize"])
+    loader = data.loader(ds, cfg, train=False, batch_size=batch_size, device=dev)
+    result = evaluate_model(model, loader, cfg.streams, normalize, dev, len(classes), progress=progress)
+    confusion = result.pop("confusion")
+    result.update(split=split, checkpoint=path.name, epoch=int(state["epoch"]), step=int(state["step"]),
+                  most_confused=most_confused(confusion, classes))
+    (run / f"eval-{split}.json").write_text(json.dumps(result, indent=1) + "\n")
+    with open(run / f"confusion-{split}.csv", "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["true \\ predicted"] + classes)
+        for word, row in zip(classes, confusion.tolist()):
+            writer.writerow([word] + row)
+    return result

@@ -1,0 +1,268 @@
+"""The training loop: AdamW, warm-up + cosine schedule, optional AMP, a checkpoint after every epoch.
+
+A run lives in one folder: ``last.pt`` (everything needed to continue), ``best.pt`` (the weights
+with the best validation top-1), ``config.json``, ``metrics.csv`` (one row per epoch),
+``steps.csv`` (loss and learning rate per step) and ``tb/`` (TensorBoard). ``resume=True``
+continues from ``last.pt`` at the step after it; the logs are cut back to that step first, so an
+interrupted epoch leaves no trace.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..errors import FlowprepError
+from . import checkpoint, data
+from .config import TrainConfig
+from .evaluation import autocast, evaluate_model, resolve_device
+from .inflate import inflate_resnet18, load_resnet18_2d
+from .models import build_model
+
+EPOCH_FIELDS = ["epoch", "step", "lr", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5",
+                "clips_per_s", "epoch_s"]
+STEP_FIELDS = ["step", "epoch", "loss", "lr"]
+
+
+def warmup_cosine(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
+    if not cfg.amp:
+        return None
+    if device.type != "cuda":
+        print(f"flowprep train: --amp applies on CUDA only; training in float32 on {device}", file=sys.stderr)
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+class RunLog:
+    """metrics.csv, steps.csv and TensorBoard, cut back to ``step`` when a run resumes."""
+
+    def __init__(self, out: Path, step: int, epoch: int):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.epochs = _CsvLog(out / "metrics.csv", EPOCH_FIELDS, keep=lambda r: int(r["epoch"]) <= epoch)
+        self.steps = _CsvLog(out / "steps.csv", STEP_FIELDS, keep=lambda r: int(r["step"]) <= step)
+        self.tb = SummaryWriter(str(out / "tb"), purge_step=step + 1 if step else None)
+
+    def step(self, step: int, epoch: int, loss: float, lr: float) -> None:
+        self.steps.write({"step": step, "epoch": epoch, "loss": f"{loss:.6g}", "lr": f"{lr:.6g}"})
+        self.tb.add_scalar("train/loss", loss, step)
+        self.tb.add_scalar("train/lr", lr, step)
+
+    def epoch(self, row: dict[str, Any]) -> None:
+        self.epochs.write({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+        for key, value in row.items():
+            if key not in ("epoch", "step") and value != "":
+                self.tb.add_scalar(f"epoch/{key}", value, row["step"])
+        self.tb.flush()
+
+    def close(self) -> None:
+        self.epochs.close()
+        self.steps.close()
+        self.tb.close()
+
+
+class _CsvLog:
+    def __init__(self, path: Path, fields: list[str], keep: Callable[[dict], bool]):
+        rows = []
+        if path.is_file():
+            with open(path, newline="") as fh:
+                rows = [r for r in csv.DictReader(fh) if keep(r)]
+        self.fh = open(path, "w", newline="")
+        self.writer = csv.DictWriter(self.fh, fields)
+        self.writer.writeheader()
+        self.writer.writerows(rows)
+        self.fh.flush()
+
+    def write(self, row: dict[str, Any]) -> None:
+        self.writer.writerow(row)
+        self.fh.flush()
+
+    def close(self) -> None:
+        self.fh.close()
+
+
+class _Session:
+    """The live parts of a run (model, optimiser, schedule, loss scaling) and the step counter."""
+
+    def __init__(self, cfg: TrainConfig, num_classes: int, steps_per_epoch: int, device: torch.device):
+        self.cfg, self.device, self.steps_per_epoch = cfg, device, steps_per_epoch
+        self.precision = amp_dtype(cfg, device)
+        self.model = build_model(cfg, num_classes).to(device)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        warmup = round(cfg.warmup_epochs * steps_per_epoch)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, warmup_cosine(warmup, cfg.epochs * steps_per_epoch))
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.precision == torch.float16)
+        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+        self.step = 0
+        self.losses: list[float] = []  # of the steps this session ran
+
+    def state(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+                "rng": checkpoint.rng_state(), "step": self.step}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        checkpoint.set_rng_state(state["rng"])
+        self.step = int(state["step"])
+
+    def train_epoch(self, ds, epoch: int, normalize, log: RunLog) -> dict[str, Any]:
+        cfg, model = self.cfg, self.model
+        t0 = time.perf_counter()
+        loader = data.loader(ds, cfg, train=True, epoch=epoch, device=self.device)
+        bar = tqdm(total=min(len(ds), self.steps_per_epoch * cfg.batch_size), unit="clip",
+                   desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not cfg.progress, dynamic_ncols=True)
+        loss_sum, hits, seen = 0.0, 0, 0
+        model.train()
+        for batch in itertools.islice(loader, self.steps_per_epoch):
+            inputs, lengths = data.model_inputs(batch, cfg.streams, normalize, self.device)
+            labels = batch["label"].to(self.device, non_blocking=True)
+            with autocast(self.device, self.precision):
+                logits = model(inputs, lengths)
+            loss = self.loss_fn(logits.float(), labels)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            if cfg.grad_clip > 0:
+                self.scaler.unscale_(self.optimizer)
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            lr = self.optimizer.param_groups[0]["lr"]
+            self.scheduler.step()
+            self.step += 1
+            value = loss.item()
+            self.losses.append(value)
+            log.step(self.step, epoch + 1, value, lr)
+            loss_sum += value * len(labels)
+            hits += int((logits.argmax(1) == labels).sum())
+            seen += len(labels)
+            bar.update(len(labels))
+            bar.set_postfix(loss=f"{value:.3f}")
+        bar.close()
+        return {"epoch": epoch + 1, "step": self.step, "lr": lr, "train_loss": loss_sum / seen,
+                "train_top1": hits / seen, "val_loss": "", "val_top1": "", "val_top5": "",
+                "clips_per_s": seen / (time.perf_counter() - t0), "epoch_s": 0.0}
+
+
+def train(config: TrainConfig, on_epoch_end: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Train (or, with ``config.resume``, continue) the run in ``config.out``; returns a summary.
+
+    ``on_epoch_end(row)`` is called after each epoch's checkpoint with that epoch's metrics; an
+    exception raised there stops training and leaves the run resumable."""
+    cfg = config
+    out = Path(cfg.out)
+    last = out / checkpoint.LAST
+    if last.is_file() and not cfg.resume:
+        raise FlowprepError(f"{out} already holds a run ({last.name}); pass --resume to continue it, "
+                            "or choose another --out")
+    # the 2D weights are read first: a wrong path fails before anything slow
+    pretrained = load_resnet18_2d(cfg.pretrained) if cfg.pretrained and not last.is_file() else None
+    device = resolve_device(cfg.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    data.seed_everything(cfg.seed)
+
+    train_ds = data.dataset(cfg, cfg.train_split, train=True)
+    manifest = train_ds.manifest
+    classes = list(manifest.classes)
+    if not classes:
+        raise FlowprepError(f"{cfg.shards} has no class names: train needs a labelled layout (lrw or folder)")
+    roi = manifest.config.get("roi", {}).get("size")
+    if roi and cfg.crop > roi:
+        raise FlowprepError(f"--crop {cfg.crop} is larger than the shards' {roi}x{roi} crops")
+    val_ds = data.dataset(cfg, cfg.val_split, train=False) if cfg.val_split in manifest.splits() else None
+    normalize = data.normalizer(cfg, train_ds)
+    steps_per_epoch = math.ceil(len(train_ds) / cfg.batch_size)
+    if cfg.max_steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
+    run = _Session(cfg, len(classes), steps_per_epoch, device)
+
+    start_epoch, best = 0, -1.0
+    if last.is_file():
+        state = checkpoint.load(last)
+        changed = TrainConfig.from_dict(state["config"]).differences(cfg)
+        if state["shards_fingerprint"] != manifest.config_fingerprint:
+            changed.append(f"shards: built with other settings ({state['shards_fingerprint']} -> "
+                           f"{manifest.config_fingerprint})")
+        if changed:
+            raise FlowprepError(f"cannot resume {out}: settings changed ({'; '.join(changed)}). "
+                                "Resume with the run's settings or start a new --out.")
+        run.restore(state)
+        start_epoch, best = int(state["epoch"]), float(state["best_top1"])
+    elif pretrained is not None:
+        for frontend in run.model.frontends.values():
+            inflate_resnet18(frontend, pretrained)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1) + "\n")
+
+    kept = {"config": cfg.to_dict(), "classes": classes, "shards_fingerprint": manifest.config_fingerprint,
+            "normalize": {"gray_mean": normalize.gray_mean, "gray_std": normalize.gray_std,
+                          "flow_std": normalize.flow_std}}
+    log = RunLog(out, run.step, start_epoch)
+    history, t_start, start_step = [], time.perf_counter(), run.step
+    try:
+        for epoch in range(start_epoch, cfg.epochs):
+            t0 = time.perf_counter()
+            row = run.train_epoch(train_ds, epoch, normalize, log)
+            if val_ds is not None:
+                scores = evaluate_model(run.model, data.loader(val_ds, cfg, train=False, device=device), cfg.streams,
+                                        normalize, device, len(classes), run.precision)
+                row.update(val_loss=scores["loss"], val_top1=scores["top1"], val_top5=scores["top5"])
+            row["epoch_s"] = time.perf_counter() - t0
+            improved = val_ds is not None and row["val_top1"] > best
+            best = max(best, row["val_top1"]) if val_ds is not None else best
+            checkpoint.save(last, {**kept, **run.state(), "epoch": epoch + 1, "best_top1": best})
+            if improved:
+                checkpoint.save(out / checkpoint.BEST, {**kept, "model": run.model.state_dict(), "epoch": epoch + 1,
+                                                        "step": run.step, "val_top1": row["val_top1"]})
+            log.epoch(row)
+            history.append(row)
+            if on_epoch_end is not None:
+                on_epoch_end(row)
+    finally:
+        log.close()
+    return _summary(out, history, start_epoch, start_step, run, best, time.perf_counter() - t_start)
+
+
+def _summary(out: Path, history: list[dict], start_epoch: int, start_step: int, run: _Session, best: float,
+             seconds: float) -> dict[str, Any]:
+    final = history[-1] if history else {}
+    return {
+        "run": str(out),
+        "resumed_from_step": start_step,
+        "epoch": final.get("epoch", start_epoch),
+        "step": run.step,
+        "train_loss": final.get("train_loss"),
+        "train_top1": final.get("train_top1"),
+        "val_top1": final.get("val_top1"),
+        "val_top5": final.get("val_top5"),
+        "best_val_top1": best if best >= 0 else None,
+        "clips_per_s": sum(r["clips_per_s"] for r in history) / len(history) if history else None,
+        "seconds": seconds,
+        "history": history,
+        "step_losses": run.losses,
+    }

@@ -1,0 +1,32 @@
+"""Real shards for the trainer's tests, built once per session by `flowprep.build.build` (DIS flow)
+on a local Ray cluster that lives only as long as the build."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from flowprep.build import build
+from flowprep.build.executor import RayExecutor
+from flowprep.config import BuildConfig, FlowConfig
+from flowprep.train import TrainConfig
+
+DIS = BuildConfig(flow=FlowConfig(backend="dis", preset="medium"), shard_size=4, workers=2)
+
+
+@pytest.fixture(scope="session")
+def lrw_shards(lrw_tree, tmp_path_factory) -> Path:
+    """3 words x (2 train, 1 val, 1 test) LRW-shaped clips of 29 frames: real crops and DIS flow."""
+    out = tmp_path_factory.mktemp("train_shards")
+    with RayExecutor(num_cpus=2) as ex:
+        report = build(lrw_tree, out, DIS, progress=False, executor=ex)
+    assert report.exit_code == 0 and report.clips == 12, report.lines()
+    return out
+
+
+def tiny(shards: Path, out: Path, **changes) -> TrainConfig:
+    """A configuration small enough to train in seconds on two cores."""
+    base = dict(shards=str(shards), out=str(out), width=0.0625, hidden=16, dropout=0.0, weight_decay=0.0,
+                warmup_epochs=0, batch_size=6, lr=1e-2, workers=0, progress=False)
+    return TrainConfig(**{**base, **changes})

@@ -1,0 +1,125 @@
+"""Front-ends, back-ends, fusion and 2D->3D inflation, on small tensors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+
+from flowprep.dataset import pad_collate
+from flowprep.errors import FlowprepError
+from flowprep.train.data import model_inputs
+from flowprep.train.inflate import inflate_resnet18
+from flowprep.train.models import I3D, BiLSTMBackend, LipReader, ResNet3D18, TemporalConvBackend
+from flowprep.transforms import Normalize
+
+
+@pytest.mark.parametrize("frontend", [ResNet3D18, I3D])
+@pytest.mark.parametrize("channels", [1, 2])
+def test_frontends_keep_every_frame(frontend, channels):
+    net = frontend(channels, width=0.0625).eval()
+    out = net(torch.randn(2, channels, 7, 40, 40))
+    assert out.shape == (2, 7, net.out_features)
+    # published widths at width 1: 512 features for the ResNet, 1024 for I3D
+    assert frontend(channels).out_features == (512 if frontend is ResNet3D18 else 1024)
+
+
+@pytest.mark.parametrize("backend", [BiLSTMBackend, TemporalConvBackend])
+def test_backends_ignore_what_lies_past_a_clip(backend):
+    torch.manual_seed(0)
+    net = backend(12, num_classes=5, hidden=8, layers=2).eval()
+    x = torch.randn(2, 9, 12)
+    together = net(x, torch.tensor([9, 5]))
+    alone = net(x[1:, :5], torch.tensor([5]))
+    torch.testing.assert_close(together[1:], alone, rtol=1e-5, atol=1e-5)
+    x[1, 5:] = 100.0  # garbage in the padding changes nothing
+    torch.testing.assert_close(net(x, torch.tensor([9, 5]))[1:], alone, rtol=1e-5, atol=1e-5)
+
+
+def test_model_inputs_normalise_align_and_zero_the_padding():
+    """pad_collate -> model_inputs: gray as (x/255 - mean)/std, flow in pixels / flow_std with a zero
+    frame in front (flow[t] sits at frame t+1, the frame it moves to), padding frames exactly zero."""
+    torch.manual_seed(0)
+
+    def sample(frames):
+        return {"gray": torch.randint(0, 256, (frames, 24, 24), dtype=torch.uint8),
+                "flow": torch.randint(-127, 128, (frames - 1, 2, 24, 24)).to(torch.int8),
+                "flow_scale": 0.1, "label": 0}
+
+    long, short = sample(9), sample(6)
+    inputs, lengths = model_inputs(pad_collate([long, short]), ("gray", "flow"), Normalize(0.4, 0.25, 0.8),
+                                   torch.device("cpu"))
+    assert lengths.tolist() == [9, 6]
+    assert inputs["gray"].shape == (2, 1, 9, 24, 24) and inputs["flow"].shape == (2, 2, 9, 24, 24)
+    torch.testing.assert_close(inputs["gray"][1, 0, :6], (short["gray"].float() / 255 - 0.4) / 0.25)
+    torch.testing.assert_close(inputs["flow"][1, :, 1:6], (short["flow"].float() * 0.1 / 0.8).permute(1, 0, 2, 3))
+    assert not inputs["flow"][:, :, 0].any()  # no motion before the first frame
+    assert not inputs["gray"][1, :, 6:].any() and not inputs["flow"][1, :, 6:].any()  # padding
+    torch.testing.assert_close(inputs["gray"][0, 0], (long["gray"].float() / 255 - 0.4) / 0.25)  # all of it
+    gray_only, _ = model_inputs(pad_collate([short]), ("gray",), Normalize(0.4, 0.25, 0.8), torch.device("cpu"))
+    assert list(gray_only) == ["gray"]
+
+
+def test_score_fusion_averages_two_heads_and_feature_fusion_concatenates():
+    torch.manual_seed(0)
+    inputs = {"gray": torch.randn(2, 1, 5, 32, 32), "flow": torch.randn(2, 2, 5, 32, 32)}
+    lengths = torch.tensor([5, 5])
+    late = LipReader(("gray", "flow"), "r3d18", "tcn", num_classes=3, fusion="scores", width=0.0625, hidden=8).eval()
+    heads = [late.backends[s](late.frontends[s](inputs[s]), lengths) for s in ("gray", "flow")]
+    torch.testing.assert_close(late(inputs, lengths), (heads[0] + heads[1]) / 2)
+    early = LipReader(("gray", "flow"), "i3d", "bilstm", num_classes=3, width=0.0625, hidden=8)
+    total = early.frontends["gray"].out_features + early.frontends["flow"].out_features
+    assert list(early.backends) == ["fused"] and early.backends["fused"].lstm.input_size == total
+    assert LipReader(("flow",), "r3d18", "bilstm", 3, width=0.0625, hidden=8)(inputs, lengths).shape == (2, 3)
+
+
+@pytest.fixture(scope="module")
+def resnet18_file(tmp_path_factory):
+    """A torchvision resnet18 state_dict with random weights and random batch-norm statistics."""
+    torch.manual_seed(1)
+    net = torchvision.models.resnet18()
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+    path = tmp_path_factory.mktemp("weights") / "resnet18.pth"
+    torch.save(net.state_dict(), path)
+    return path, net.eval()
+
+
+def _features_2d(net, image):
+    x = net.maxpool(net.relu(net.bn1(net.conv1(image))))
+    x = net.layer4(net.layer3(net.layer2(net.layer1(x))))
+    return x.mean(dim=(2, 3))
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+def test_inflated_resnet_on_a_still_clip_is_the_2d_network(resnet18_file, channels):
+    """A clip of one repeated image through the inflated 3D net equals the 2D net on that image
+    (at the middle frame, where no temporal zero padding reaches: 37 frames cover the receptive
+    field). The stem averages RGB, so the 2D net sees the channels' sum / 3 on each of R, G, B."""
+    path, net2d = resnet18_file
+    torch.manual_seed(2)
+    net3d = ResNet3D18(channels).eval()
+    assert inflate_resnet18(net3d, path) == len(net3d.state_dict())
+    image = torch.randn(1, channels, 32, 32)
+    clip = image[:, :, None].expand(-1, -1, 37, -1, -1).contiguous()
+    with torch.no_grad():
+        got = net3d(clip)[:, 18]
+        want = _features_2d(net2d, (image.sum(1, keepdim=True) / 3).expand(-1, 3, -1, -1))
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    assert got.abs().mean() > 0.05  # a real signal, not two zeros
+
+
+def test_inflation_errors_name_the_file(tmp_path, resnet18_file):
+    missing = tmp_path / "resnet18-imagenet.pth"
+    with pytest.raises(FlowprepError, match=r"not found.*resnet18-imagenet\.pth"):
+        inflate_resnet18(ResNet3D18(1), missing)
+    with pytest.raises(FlowprepError, match="width 1.0"):
+        inflate_resnet18(ResNet3D18(1, width=0.5), resnet18_file[0])
+    junk = tmp_path / "junk.pth"
+    torch.save({"fc.weight": torch.zeros(3)}, junk)
+    with pytest.raises(FlowprepError, match="no conv1.weight"):
+        inflate_resnet18(ResNet3D18(1), junk)
