@@ -17,17 +17,27 @@ from .stages import StageSpec
 
 def _stamp_node(result: Any) -> Any:
     """Mark results with the node that produced them (for the per-node summary)."""
-    import ray
-
-    node = ray.get_runtime_context().get_node_id()[:8]
+    node = _node_label()
     for item in result if isinstance(result, list) else [result]:
         if hasattr(item, "node") and not getattr(item, "node"):
             item.node = node
     return result
 
 
+def _node_label() -> str:
+    """The node this runs on: its address, which a person recognises, and the start of its Ray node
+    id, which tells apart nodes sharing one address."""
+    import ray
+
+    return f"{ray.util.get_node_ip_address()}/{ray.get_runtime_context().get_node_id()[:8]}"
+
+
 def _call(fn: Callable, *args: Any) -> Any:
     return _stamp_node(fn(*args))
+
+
+def _labelled(fn: Callable, *args: Any) -> tuple[str, Any]:
+    return _node_label(), fn(*args)
 
 
 class _StageActor:
@@ -106,6 +116,23 @@ class RayExecutor:
         res = ray.cluster_resources()
         alive = [n for n in ray.nodes() if n.get("Alive")]
         return {"CPU": float(res.get("CPU", 0)), "GPU": float(res.get("GPU", 0)), "nodes": float(len(alive))}
+
+    def on_each_node(self, fn: Callable, *args: Any, timeout: float = 120.0) -> dict[str, Any]:
+        """``fn(*args)`` once on every live node (pinned there), as {node label: result}."""
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        refs = [
+            self._remote_call.options(
+                num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
+            ).remote(_labelled, fn, *args)
+            for node in ray.nodes()
+            if node.get("Alive")
+        ]
+        try:
+            return dict(ray.get(refs, timeout=timeout))
+        except ray.exceptions.GetTimeoutError:
+            raise FlowprepError(f"some Ray nodes did not run a one-second check within {timeout:.0f} s") from None
 
     # ---- work ---------------------------------------------------------------------------
     def submit(self, spec: StageSpec, fn: Callable, *args: Any):

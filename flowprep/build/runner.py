@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+import uuid
 from collections import deque
 from importlib import metadata
 from pathlib import Path
@@ -161,8 +162,65 @@ def _versions() -> dict[str, str]:
 
 
 # ---- scheduling -----------------------------------------------------------------------------
+def _sees(path: str) -> str:
+    """Runs on each node: what that node finds at ``path`` ("" when it is missing)."""
+    try:
+        return Path(path).read_text()
+    except OSError as exc:
+        return f"unreadable: {exc.strerror}"
+
+
+def _check_shared_out(ex, out: Path, nodes: int) -> None:
+    """Writers run on any node, so every node must see --out as the driver does: a probe file
+    written here must be read back, with the same token, on each node."""
+    if nodes <= 1:
+        return
+    token = uuid.uuid4().hex
+    probe = out / f".probe-{token[:8]}.tmp"
+    probe.write_text(token)
+    try:
+        seen = ex.on_each_node(_sees, str(probe))
+    finally:
+        probe.unlink(missing_ok=True)
+    blind = sorted(node for node, text in seen.items() if text != token)
+    if blind:
+        raise FlowprepError(
+            f"--out {out} is not shared with every Ray node: {', '.join(blind)} cannot see it. Shard writers run "
+            "on any node, so --out must be on a filesystem mounted at the same path on all of them (NFS, Lustre, ...)."
+        )
+
+
+class _Watchdog:
+    """Turns a build that cannot move into an error instead of a wait without end: no CPU left in the
+    cluster (every node gone) fails at once; no progress at all for ``stall_timeout`` seconds fails too."""
+
+    def __init__(self, ex, stall_timeout: float, check_every: float = 10.0):
+        self.ex, self.stall_timeout, self.check_every = ex, stall_timeout, check_every
+        self.last_progress = self.last_check = time.monotonic()
+
+    def progressed(self) -> None:
+        self.last_progress = time.monotonic()
+
+    def check(self) -> None:
+        now = time.monotonic()
+        idle = now - self.last_progress
+        if idle >= self.stall_timeout:
+            raise FlowprepError(
+                f"no clip finished for {idle:.0f} s (--stall-timeout): the cluster cannot run the work. "
+                "Check `ray status`; committed shards are kept, so a rerun resumes."
+            )
+        if idle >= self.check_every and now - self.last_check >= self.check_every:
+            self.last_check = now
+            if self.ex.resources()["CPU"] < 1:
+                raise FlowprepError(
+                    "the Ray cluster has no live node with a CPU left. Restart its nodes and rerun the same "
+                    "command: committed shards are kept and the build resumes."
+                )
+
+
 def _run(ex, manifest: Manifest, todo, cfg: BuildConfig, out: Path, report: BuildReport, progress: bool) -> None:
     resources = ex.resources()
+    _check_shared_out(ex, out, int(resources["nodes"]))
     flow_actors, backend_info = _flow_stage(ex, cfg, resources)
     manifest.flow_backend = backend_info
     manifest.save(out)  # the folder now says what it is, even before the first shard lands
@@ -180,6 +238,7 @@ def _run(ex, manifest: Manifest, todo, cfg: BuildConfig, out: Path, report: Buil
     writers: dict = {}  # writer ref -> shard
     watched: dict = {}  # ref -> clips it stands for (progress)
     flows_rr = 0
+    watchdog = _Watchdog(ex, cfg.stall_timeout)
     t0 = time.perf_counter()
     try:
         while queue or writers:
@@ -202,7 +261,12 @@ def _run(ex, manifest: Manifest, todo, cfg: BuildConfig, out: Path, report: Buil
                                       cfg.compression, cfg.compression_level)
                 writers[ex.submit(stages.WRITE, stages.write, job, *parts)] = shard
             ex.wait(list(writers) + list(watched), timeout=1.0)
-            for ref in ex.ready(list(watched)):
+            finished = ex.ready(list(watched))
+            if finished:
+                watchdog.progressed()
+            else:
+                watchdog.check()
+            for ref in finished:
                 bar.update(watched.pop(ref))
                 report.last_clip_s = time.perf_counter() - t0
                 report.first_clip_s = report.first_clip_s or report.last_clip_s
@@ -217,6 +281,8 @@ def _run(ex, manifest: Manifest, todo, cfg: BuildConfig, out: Path, report: Buil
                 _account(report, summary)
                 report.seconds = time.perf_counter() - t0
                 bar.set_postfix(fps=f"{report.frames_per_s:.0f}", failed=report.failed, refresh=False)
+        # A writer that died mid-file (its node lost) was rerun elsewhere under another temporary name.
+        _remove_stale_temporaries(out)
     finally:
         bar.close()
         report.seconds = time.perf_counter() - t0
