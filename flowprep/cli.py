@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 from dataclasses import asdict
 
@@ -115,8 +117,15 @@ def _add_build_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shard-size", type=int, default=d.shard_size, help="clips per shard file")
     p.add_argument("--compression", default=d.compression, choices=["lz4hc", "zstd", "gzip", "none"],
                    help="HDF5 compression: lz4hc reads fastest, zstd is ~15%% smaller")
+    p.add_argument("--audio", action="store_true",
+                   help="also store each clip's audio (16 kHz mono, aligned to the frames); "
+                        "a clip without audio becomes a failure")
     p.add_argument("--limit", type=int, default=None, help="only the first N clips (a quick trial)")
-    p.add_argument("--ray-address", default=None, help="an existing Ray cluster (default: start a local one)")
+    p.add_argument("--ray-address", default=None,
+                   help="an existing Ray cluster, e.g. HEAD_IP:6379 (default: start a local one); --out must then "
+                        "be on a filesystem every node mounts at the same path")
+    p.add_argument("--stall-timeout", type=float, default=BuildConfig.stall_timeout, metavar="S",
+                   help="fail when no clip finishes for S seconds (a cluster that lost its workers)")
 
 
 def config_from_args(args: argparse.Namespace) -> BuildConfig:
@@ -140,9 +149,11 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
         flow=flow,
         shard_size=args.shard_size,
         compression=args.compression,
+        audio=bool(getattr(args, "audio", False)),
         workers=args.workers,
         ray_address=args.ray_address,
         limit=args.limit,
+        stall_timeout=args.stall_timeout,
     )
 
 
@@ -150,12 +161,32 @@ def _cmd_build(args: argparse.Namespace) -> int:
     from .build import build
 
     cfg = config_from_args(args)
-    report = build(args.src, args.out, cfg, overwrite=args.overwrite, progress=not args.no_progress)
+    with _stdout_for_json_only(args.json):
+        report = build(args.src, args.out, cfg, overwrite=args.overwrite, progress=not args.no_progress)
     for line in report.lines():
         print(line, file=sys.stderr)
     if args.json:
-        print(json.dumps({**asdict(report), "exit_code": report.exit_code}, indent=1))
+        rates = {"frames_per_s": report.frames_per_s, "steady_frames_per_s": report.steady_frames_per_s}
+        print(json.dumps({**asdict(report), **rates, "exit_code": report.exit_code}, indent=1))
     return report.exit_code
+
+
+@contextlib.contextmanager
+def _stdout_for_json_only(active: bool):
+    """With --json, stdout carries the report alone: Ray and its native code print cluster events (a
+    node that died) to file descriptor 1, so while the build runs fd 1 points at stderr."""
+    if not active:
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:

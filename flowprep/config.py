@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # Fields that do not change shard contents; excluded from the fingerprint.
-RUNTIME_FIELDS = frozenset({"device", "batch_pairs", "workers", "ray_address", "limit"})
+RUNTIME_FIELDS = frozenset({"device", "batch_pairs", "workers", "ray_address", "limit", "stall_timeout"})
+# Fields that only matter with audio on; left out of the fingerprint when it is off.
+AUDIO_FIELDS = ("audio", "audio_rate")
 
 
 @dataclass(frozen=True)
@@ -57,9 +59,14 @@ class BuildConfig:
     shard_size: int = 256  # clips per shard file
     compression: str = "lz4hc"  # lz4hc | zstd (both through hdf5plugin) | gzip | none
     compression_level: int = 3
+    # Store each clip's audio (16 kHz mono int16 on the video's clock, see flowprep.decode.decode_audio);
+    # a clip without an audio stream then becomes a failure (stage "audio").
+    audio: bool = False
+    audio_rate: int = 16000  # samples per second of the stored audio
     workers: int | None = None  # CPU workers; None = every CPU of the cluster (runtime only)
     ray_address: str | None = None  # None = embedded local cluster (runtime only)
     limit: int | None = None  # only the first N clips (runtime only)
+    stall_timeout: float = 1800.0  # give up when no clip finishes for this long (runtime only)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -80,7 +87,11 @@ class BuildConfig:
         def strip(d: dict[str, Any]) -> dict[str, Any]:
             return {k: strip(v) if isinstance(v, dict) else v for k, v in d.items() if k not in RUNTIME_FIELDS}
 
-        return strip(self.to_dict())
+        out = strip(self.to_dict())
+        if not self.audio:  # no audio in the shards: the fingerprint of builds from before the option stays
+            for key in AUDIO_FIELDS:
+                out.pop(key, None)
+        return out
 
     def fingerprint(self) -> str:
         blob = json.dumps(self.output_dict(), sort_keys=True, separators=(",", ":"))

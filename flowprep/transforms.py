@@ -1,8 +1,12 @@
 """Two-stream augmentation: every spatial change touches the crops and the flow the same way.
 
 Samples are the dicts ShardDataset returns (torch tensors): ``gray`` (T,H,W), ``flow`` (T-1,2,H,W)
-in pixels, optionally ``landmarks`` (T,68,2). Random transforms draw from their own generator,
-seeded at construction, so a seed fixes the whole augmentation sequence.
+in pixels, optionally ``landmarks`` (T,68,2) in crop pixels and ``audio`` (S,). Random transforms draw
+from their own generator, seeded at construction, so a seed fixes the whole augmentation sequence.
+
+A keypoint stream (``KeypointHeatmaps``) is rendered from the landmarks *after* the spatial
+augmentations, which move and mirror the landmarks with the crops; crop and flip refuse a sample
+that already holds heatmaps, so the order cannot silently go wrong.
 """
 
 from __future__ import annotations
@@ -48,7 +52,14 @@ def _spatial_size(sample: dict) -> tuple[int, int]:
     return int(ref.shape[-2]), int(ref.shape[-1])
 
 
+def _no_heatmaps(sample: dict, what: str) -> None:
+    if "heatmaps" in sample:
+        raise ValueError(f"{what} after KeypointHeatmaps: render the heatmaps last, after the spatial "
+                         f"augmentations (they move the landmarks the heatmaps are drawn from)")
+
+
 def crop(sample: dict, top: int, left: int, size: int) -> dict:
+    _no_heatmaps(sample, "crop")
     out = dict(sample)
     for key in ("gray", "flow"):
         if key in out:
@@ -83,6 +94,7 @@ class CenterCrop:
 
 def hflip(sample: dict) -> dict:
     """Mirror left-right: crops and flow are flipped, flow dx changes sign, landmarks swap sides."""
+    _no_heatmaps(sample, "hflip")
     out = dict(sample)
     if "gray" in out:
         out["gray"] = torch.flip(out["gray"], dims=[-1])
@@ -147,4 +159,126 @@ class TimeMask(_Random):
         if "flow" in out:
             out["flow"] = out["flow"].clone()
             out["flow"][max(0, start - 1):start + width] = 0
+        if "heatmaps" in out:
+            out["heatmaps"] = out["heatmaps"].clone()
+            out["heatmaps"][start:start + width] = 0
+        return out
+
+
+# ---- keypoint heatmaps ----------------------------------------------------------------------
+MOUTH_POINTS = tuple(range(48, 68))  # dlib's 20 lip points: 12 outer, 8 inner
+POINT_SETS = {"mouth": MOUTH_POINTS, "all": tuple(range(68))}
+
+
+def keypoint_heatmaps(
+    landmarks: torch.Tensor,
+    frame_size: int | tuple[int, int],
+    sigma: float = 2.0,
+    out_size: int | tuple[int, int] | None = None,
+    combine: str = "channels",
+) -> torch.Tensor:
+    """Gaussian heatmaps of points ``[..., K, 2]`` (x, y in pixels of a ``frame_size`` frame, pixel
+    centres at integers) -> ``[..., K, h, w]`` float32, or ``[..., 1, h, w]`` when combined.
+
+    Each point is ``exp(-d^2 / (2 sigma^2))``, 1 at the point itself; ``sigma`` is in frame pixels.
+    ``out_size`` renders at another resolution (56: 4x fewer values), scaling points and sigma.
+    ``combine``: "channels" (one channel per point), "max" (one channel, the brightest point at each
+    pixel: every peak stays 1 and exactly at its point) or "sum" (one channel; neighbouring lip points
+    a few pixels apart add up, so peaks grow and drift between points). Points that are not finite
+    give an empty channel. Works on batches and on the GPU.
+    """
+    fh, fw = (frame_size, frame_size) if isinstance(frame_size, int) else frame_size
+    oh, ow = (fh, fw) if out_size is None else ((out_size, out_size) if isinstance(out_size, int) else out_size)
+    pts = torch.as_tensor(landmarks).to(torch.float32)
+    sx, sy = ow / fw, oh / fh
+    x = (pts[..., 0] + 0.5) * sx - 0.5
+    y = (pts[..., 1] + 0.5) * sy - 0.5
+    valid = torch.isfinite(x) & torch.isfinite(y)
+    x, y = torch.where(valid, x, 0.0), torch.where(valid, y, 0.0)
+    gx = torch.exp(-(torch.arange(ow, device=pts.device) - x[..., None]).square() / (2 * (sigma * sx) ** 2))
+    gy = torch.exp(-(torch.arange(oh, device=pts.device) - y[..., None]).square() / (2 * (sigma * sy) ** 2))
+    gy = gy * valid[..., None]
+    heat = gy[..., :, None] * gx[..., None, :]  # separable: [..., K, h, w]
+    if combine == "channels":
+        return heat
+    if combine == "max":
+        return heat.amax(dim=-3, keepdim=True)
+    if combine == "sum":
+        return heat.sum(dim=-3, keepdim=True)
+    raise ValueError(f"combine {combine!r}: use channels, max or sum")
+
+
+class KeypointHeatmaps:
+    """Add ``sample["heatmaps"]``: the landmarks as Gaussian heatmaps, (T, K, h, w) float32, a keypoint
+    stream for two-stream (RGB + keypoints) models.
+
+    Put it after RandomCrop / CenterCrop / RandomHorizontalFlip: they move and mirror ``landmarks``
+    (a flip also swaps left and right points, so channel k stays dlib point k), and the heatmaps are
+    drawn where the landmarks then are, on the grid of the cropped frames.
+
+    - ``points``: "mouth" (dlib points 48-67, 20 channels; default: the 112x112 mouth crop shows the
+      lips, while eyes and brows fall outside it), "all" (68), or a sequence of point indices.
+    - ``combine``: "channels" (default: one channel per point, as two-stream keypoint encoders take
+      them), or one channel: "max" (peaks stay 1 at each point) or "sum".
+    - ``sigma`` in pixels of the crop (default 2: lip points lie 3-10 px apart in a 112 crop);
+      ``out_size`` renders at a lower resolution (e.g. 56).
+
+    A clip of 29 frames at 112x112 with 20 channels is 29 MB of float32: in DataLoader workers prefer
+    ``out_size``, ``dtype=torch.float16`` or ``combine="max"``, or render on the GPU after batching with
+    ``keypoint_heatmaps(batch["landmarks"][..., idx, :].cuda(), frame_size)``.
+    """
+
+    def __init__(
+        self,
+        sigma: float = 2.0,
+        points: str | Sequence[int] = "mouth",
+        combine: str = "channels",
+        out_size: int | None = None,
+        dtype: torch.dtype = torch.float32,
+        frame_size: int | None = None,
+    ):
+        if combine not in ("channels", "max", "sum"):
+            raise ValueError(f"combine {combine!r}: use channels, max or sum")
+        if isinstance(points, str):
+            if points not in POINT_SETS:
+                raise ValueError(f"points {points!r}: use mouth, all or a list of indices")
+            points = POINT_SETS[points]
+        self.points = torch.as_tensor(list(points), dtype=torch.long)
+        if len(self.points) == 0 or int(self.points.min()) < 0 or int(self.points.max()) > 67:
+            raise ValueError("points must be indices of dlib's 68 landmarks (0..67)")
+        self.sigma, self.combine, self.out_size, self.dtype = sigma, combine, out_size, dtype
+        self.frame_size = frame_size  # only for samples without gray or flow to take the size from
+
+    def __call__(self, sample: dict) -> dict:
+        if "landmarks" not in sample:
+            raise KeyError("KeypointHeatmaps needs landmarks: read with streams=(..., 'landmarks')")
+        if "gray" in sample or "flow" in sample:
+            size = _spatial_size(sample)
+        elif self.frame_size is not None:
+            size = (self.frame_size, self.frame_size)
+        else:
+            raise ValueError("no gray or flow in the sample to take the frame size from: pass frame_size")
+        out = dict(sample)
+        lm = torch.as_tensor(sample["landmarks"])[..., self.points, :]
+        out["heatmaps"] = keypoint_heatmaps(lm, size, self.sigma, self.out_size, self.combine).to(self.dtype)
+        return out
+
+
+class AudioLogMel:
+    """Add ``sample["audio_mel"]``: log-mel features of ``sample["audio"]`` aligned to the frames,
+    (T * per_frame, n_mels) float32; mel frames [t*per_frame, (t+1)*per_frame) belong to video frame t
+    (see flowprep.dataset.audio.log_mel; on a batch on the GPU it is cheaper than in workers)."""
+
+    def __init__(self, n_mels: int = 80, per_frame: int = 4, drop_audio: bool = False):
+        self.n_mels, self.per_frame, self.drop_audio = n_mels, per_frame, drop_audio
+
+    def __call__(self, sample: dict) -> dict:
+        from .dataset.audio import log_mel
+
+        out = dict(sample)
+        frames = len(sample["gray"]) if "gray" in sample else len(sample["boundary"]) if "boundary" in sample else None
+        out["audio_mel"] = log_mel(sample["audio"], int(sample["audio_rate"]), float(sample["fps"]), frames,
+                                   n_mels=self.n_mels, per_frame=self.per_frame)
+        if self.drop_audio:
+            del out["audio"]
         return out

@@ -92,6 +92,12 @@ def crop_clip(record: ClipRecord, cfg: BuildConfig) -> ClipResult | ClipFailure:
         video = decode_gray(record.path)
         t1 = time.perf_counter()
         timings["decode_s"] = t1 - t0
+        audio = None
+        if cfg.audio:  # before the ROI stage: a clip without audio fails cheaply
+            stage = "audio"
+            audio = _decode_audio(record, video, cfg)
+            t1 = time.perf_counter()
+            timings["audio_s"] = t1 - t0 - timings["decode_s"]
         stage = "roi"
         roi = _extractor(cfg)(video.frames)
         t2 = time.perf_counter()
@@ -105,6 +111,10 @@ def crop_clip(record: ClipRecord, cfg: BuildConfig) -> ClipResult | ClipFailure:
             fps=video.fps,
             timings=timings,
         )
+        if audio is not None:
+            result.audio, result.audio_rate = audio.samples, audio.rate
+            result.qc["audio_coverage"] = audio.coverage  # share of the frames' samples the stream really holds
+            result.qc["audio_start_s"] = audio.start_s  # first frame's time on the file's timeline
         if flow_runs_in_crop(cfg):
             stage = "flow"
             _attach_flow([result], _flow_backend(cfg.flow), cfg.flow)
@@ -116,6 +126,13 @@ def crop_clip(record: ClipRecord, cfg: BuildConfig) -> ClipResult | ClipFailure:
         where = traceback.extract_tb(exc.__traceback__)[-1]
         reason = f"{type(exc).__name__}: {exc} (at {where.filename.rsplit('/', 1)[-1]}:{where.lineno})"
         return ClipFailure(record, stage, reason, timings)
+
+
+def _decode_audio(record: ClipRecord, video, cfg: BuildConfig):
+    """The clip's audio on the video's clock, exactly the samples of its frames (see decode_audio)."""
+    from ..decode import decode_audio
+
+    return decode_audio(record.path, rate=cfg.audio_rate, num_frames=video.num_frames, fps=video.fps)
 
 
 FLOW = StageSpec("flow", num_cpus=1.0, num_gpus=1.0, stateful=True)

@@ -7,29 +7,45 @@ from typing import Any
 import torch
 from torch.utils.data import default_collate
 
-TIME_MAJOR = ("gray", "flow", "landmarks", "affine", "boundary")
+TIME_MAJOR = ("gray", "flow", "landmarks", "affine", "boundary", "heatmaps", "audio_mel")
+# Padded on their own axis, with their own lengths: audio samples are not frames.
+OWN_LENGTHS = {"audio": "audio_lengths"}
 
 
 def pad_collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
     """Collate samples of any length: time-major tensors are zero-padded to the longest clip, and
-    ``lengths`` holds each clip's frame count (flow has one frame fewer per clip)."""
+    ``lengths`` holds each clip's frame count (flow has one frame fewer per clip). ``audio`` (samples)
+    is zero-padded to the longest clip's audio, with ``audio_lengths``."""
     lengths = torch.tensor([len(s["gray"] if "gray" in s else s["boundary"]) for s in batch])
+    own = {}
+    for key, length_key in OWN_LENGTHS.items():
+        if key in batch[0] and isinstance(batch[0][key], torch.Tensor):
+            values = [s[key] for s in batch]
+            own[key] = _pad(values)
+            own[length_key] = torch.tensor([len(v) for v in values])
+            batch = [{k: v for k, v in s.items() if k != key} for s in batch]
     if bool((lengths == lengths[0]).all()):  # the fixed-length path: plain stacking
         out = default_collate(batch)
         out["lengths"] = lengths
+        out.update(own)
         return out
     out: dict[str, Any] = {"lengths": lengths}
     for key in batch[0]:
         values = [s[key] for s in batch]
         if key in TIME_MAJOR and isinstance(values[0], torch.Tensor):
-            longest = max(v.shape[0] for v in values)
-            padded = values[0].new_zeros((len(values), longest) + tuple(values[0].shape[1:]))
-            for i, v in enumerate(values):
-                padded[i, : v.shape[0]] = v
-            out[key] = padded
+            out[key] = _pad(values)
         else:
             out[key] = default_collate(values)
+    out.update(own)
     return out
+
+
+def _pad(values: list[torch.Tensor]) -> torch.Tensor:
+    longest = max(v.shape[0] for v in values)
+    padded = values[0].new_zeros((len(values), longest) + tuple(values[0].shape[1:]))
+    for i, v in enumerate(values):
+        padded[i, : v.shape[0]] = v
+    return padded
 
 
 def flow_to_pixels(batch: dict[str, Any]) -> torch.Tensor:

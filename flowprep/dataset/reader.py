@@ -12,7 +12,7 @@ import numpy as np
 from ..errors import FlowprepError
 from ..shards.layout import FORMAT_VERSION, STRING_FIELDS
 
-STREAMS = ("gray", "flow", "landmarks", "affine")
+STREAMS = ("gray", "flow", "landmarks", "affine", "audio")
 
 
 class ShardFile:
@@ -37,6 +37,10 @@ class ShardFile:
             for key in ("label", "length", "fps", "boundary"):
                 self.meta[key] = self.h5[key][()]
             self.qc = {k: v[()] for k, v in self.h5["qc"].items()}
+            # audio (shards built with --audio): its own offsets, and where frame 0 starts in each clip's samples
+            self.audio_offset = self.h5["audio_offset"][()] if "audio_offset" in self.h5 else None
+            self.audio_start = self.h5["audio_start"][()] if "audio_start" in self.h5 else None
+            self.audio_rate = int(self.attrs.get("audio_rate", 0))
         except (OSError, KeyError, ValueError) as exc:
             self.h5.close()
             raise FlowprepError(f"{self.path} is damaged ({exc}); run `flowprep verify` on its folder") from None
@@ -77,12 +81,27 @@ class ShardFile:
                     fa, fb = int(self.flow_offset[i]), int(self.flow_offset[i + 1])
                     sample["flow"] = _flow_as(self.h5["flow"][fa:fb], self.flow_scale, flow_dtype)
                     sample["flow_scale"] = 1.0 if flow_dtype != "stored" else self.flow_scale
+                elif name == "audio":
+                    sample["audio"], sample["audio_rate"] = self.audio(i), self.audio_rate
                 else:
                     sample[name] = self.h5[name][a:b]
             except (OSError, KeyError, ValueError) as exc:
                 raise FlowprepError(f"{self.path}: cannot read {name} of clip {sample['clip_id']} ({exc}); "
                                     f"run `flowprep verify {self.path.parent}` and rebuild the bad shards") from None
         return sample
+
+    @property
+    def has_audio(self) -> bool:
+        return self.audio_offset is not None and "audio" in self.h5
+
+    def audio(self, i: int) -> np.ndarray:
+        """Clip i's audio, int16 [S] at ``audio_rate``, from the start of its frame 0: frame t covers
+        samples [t*rate/fps, (t+1)*rate/fps)."""
+        if not self.has_audio:
+            raise FlowprepError(f"{self.path} holds no audio: build the shards with `flowprep build --audio`")
+        a, b = int(self.audio_offset[i]), int(self.audio_offset[i + 1])
+        start = int(self.audio_start[i]) if self.audio_start is not None else 0
+        return self.h5["audio"][min(a + start, b):b]
 
     def boundary_mask(self, i: int) -> np.ndarray:
         """(T,) float32: 1 for frames inside the spoken word, 0 outside; all ones when unknown."""

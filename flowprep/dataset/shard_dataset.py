@@ -43,6 +43,9 @@ class ShardDataset(Dataset):
         self.max_open = max_open
         self.flow_dtype = flow_dtype  # "float32" | "float16" pixels, or "stored" integers (see ShardFile.clip)
         self.check_sha256 = check_sha256  # hash each shard once per process before its first read
+        if "audio" in self.streams and not self.manifest.config.get("audio"):
+            raise FlowprepError(f"{self.root} was built without audio: rebuild with `flowprep build --audio` "
+                                f"to read the 'audio' stream")
         self.shards = [s for s in self.manifest.shards if s.split == split and s.clips > 0]
         if not self.shards:
             have = sorted(self.manifest.splits()) or ["none"]

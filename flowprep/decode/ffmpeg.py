@@ -1,4 +1,4 @@
-"""Decode a video to grayscale frames with ffmpeg (through ffmpeg-python).
+"""Decode a video to grayscale frames, and its audio to 16 kHz mono, with ffmpeg (through ffmpeg-python).
 
 The binary is the one named by ``$FLOWPREP_FFMPEG`` or, by default, the static build that
 imageio-ffmpeg ships, so every machine decodes with the same ffmpeg. No ffprobe is needed:
@@ -18,7 +18,7 @@ from pathlib import Path
 import ffmpeg
 import numpy as np
 
-from ..errors import DecodeError, FlowprepError
+from ..errors import ClipError, DecodeError, FlowprepError
 
 _FPS = re.compile(r"Video:.*?(\d+(?:\.\d+)?) (?:fps|tbr)")
 _DURATION = re.compile(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
@@ -47,6 +47,32 @@ class DecodedVideo:
     @property
     def num_frames(self) -> int:
         return int(self.frames.shape[0])
+
+
+class AudioError(ClipError):
+    """The clip's audio cannot be used (no audio stream, nothing decodable): a per-clip failure."""
+
+    stage = "audio"
+
+
+@dataclass
+class DecodedAudio:
+    """Audio on the video's clock: ``samples[0]`` is the start of the first video frame.
+
+    Frame i of the video (at ``fps``) covers samples ``[i*rate/fps, (i+1)*rate/fps)``. ``start_s`` is
+    where that first frame sits on the file's timeline (ffmpeg's, starting at 0), ``coverage`` the
+    share of the returned samples the audio stream really holds (the rest is zero padding: audio
+    that starts late or ends early).
+    """
+
+    samples: np.ndarray  # int16 [S] (or float32 in -1..1 with dtype="float32"), mono
+    rate: int
+    start_s: float
+    coverage: float
+
+    @property
+    def seconds(self) -> float:
+        return len(self.samples) / self.rate
 
 
 @lru_cache(maxsize=None)
@@ -101,6 +127,101 @@ def decode_gray(path: str | Path, max_frames: int | None = None) -> DecodedVideo
         cause = _failure_reason(err) or "stream ends early"
         raise DecodeError(f"only {frames.shape[0]} of about {expected:.0f} frames decoded: {cause}")
     return DecodedVideo(frames=frames, fps=fps)
+
+
+# showinfo's line for the first frame; "pts_time" is on ffmpeg's timeline (the input's start subtracted)
+_FIRST_VIDEO_PTS = re.compile(r"\bn:\s*0\s+pts:\s*-?\d+\s+pts_time:\s*(-?[0-9.]+(?:e-?\d+)?)")
+_AUDIO_STREAM = re.compile(r"Stream #\d+:\d+.*?: Audio:")
+_VIDEO_STREAM = re.compile(r"Stream #\d+:\d+.*?: Video:")
+
+
+def decode_audio(
+    path: str | Path,
+    rate: int = 16000,
+    num_frames: int | None = None,
+    fps: float | None = None,
+    dtype: str = "int16",
+) -> DecodedAudio:
+    """The audio of ``path`` as mono PCM at ``rate`` Hz, aligned to its first video frame.
+
+    One ffmpeg run with two outputs: the first video frame through ``showinfo`` (its time on the
+    file's timeline) and the first audio stream, resampled and downmixed, as s16le (or f32le) on a
+    pipe. ``aresample=async=1:first_pts=0`` puts audio sample 0 at timeline 0 (silence where the
+    audio starts late, gaps filled), so the samples of frame 0 start at round(start_s * rate); they
+    are cut from there. With ``num_frames`` and ``fps`` (what decode_gray returned) the result holds
+    exactly round(num_frames * rate / fps) samples, zero-padded where the audio stream ends early;
+    without, everything from the first frame on. A file without video is taken from timeline 0.
+
+    Raises AudioError (stage "audio") for a file without an audio stream or with no decodable audio.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DecodeError(f"file not found: {path}")
+    if dtype not in ("int16", "float32"):
+        raise ValueError(f"dtype {dtype!r}: use int16 or float32")
+    fmt, codec = ("s16le", "pcm_s16le") if dtype == "int16" else ("f32le", "pcm_f32le")
+    src = ffmpeg.input(str(path))
+    audio = (
+        src["a:0"]
+        .filter("aresample", rate, **{"async": 1, "first_pts": 0})
+        .output("pipe:", format=fmt, acodec=codec, ac=1, ar=rate)
+    )
+    probe = src["v:0"].filter("showinfo").output("-", format="null", **{"frames:v": 1})
+    probed = True
+    try:
+        raw, err = _run(ffmpeg.merge_outputs(probe, audio))
+    except ffmpeg.Error as exc:
+        log = (exc.stderr or b"").decode(errors="replace")
+        if "Duration:" in log and not _AUDIO_STREAM.search(log):
+            raise AudioError("no audio stream") from None
+        if "Duration:" not in log or _VIDEO_STREAM.search(log):
+            raise AudioError(_failure_reason(exc.stderr) or "ffmpeg could not decode the audio") from None
+        probed = False
+        try:  # an audio-only file: no first frame to align to, timeline 0 it is
+            raw, err = _run(audio)
+        except ffmpeg.Error as exc2:
+            raise AudioError(_failure_reason(exc2.stderr) or "ffmpeg could not decode the audio") from None
+    log = err.decode(errors="replace")
+    samples = np.frombuffer(raw, np.int16 if dtype == "int16" else np.float32)
+    if samples.size == 0:
+        raise AudioError("the audio stream holds no decodable samples")
+    match = _FIRST_VIDEO_PTS.search(log)
+    if probed and match is None:  # never guess an alignment
+        raise AudioError("ffmpeg did not report the first video frame's time (showinfo); cannot align the audio")
+    start_s = float(match.group(1)) if match else 0.0
+    first = int(round(start_s * rate))  # the sample of ffmpeg's output where frame 0 starts
+    if num_frames is not None:
+        if not fps or fps <= 0:
+            raise ValueError("num_frames needs the video's fps")
+        want = int(round(num_frames * rate / fps))
+    else:
+        want = max(0, len(samples) - first)
+    out = np.zeros(want, samples.dtype)
+    lo, hi = max(first, 0), min(first + want, len(samples))
+    if hi > lo:
+        out[lo - first:hi - first] = samples[lo:hi]
+    # the part of that window the audio stream really holds: after the silence ffmpeg put before the
+    # stream's own start (first_pts=0), before its end
+    real = max(0, hi - max(lo, _leading_pad(log, rate)))
+    coverage = real / want if want else 0.0
+    if want and real == 0:
+        raise AudioError("the audio stream holds no samples during the video")
+    return DecodedAudio(samples=out, rate=rate, start_s=start_s, coverage=float(coverage))
+
+
+def _run(cmd) -> tuple[bytes, bytes]:
+    return cmd.global_args("-nostdin", "-hide_banner", "-loglevel", "info").run(
+        cmd=ffmpeg_binary(), capture_stdout=True, capture_stderr=True
+    )
+
+
+def _leading_pad(log: str, rate: int) -> int:
+    """Samples of silence ffmpeg put before the audio stream's own start (its start minus the file's)."""
+    match = re.search(r"Audio:[^\n]*?, start (-?[0-9.]+)", log)
+    if match is None:  # ffmpeg names a stream's start only where it differs from the file's
+        return 0
+    file_start = re.search(r"Duration: [^\n]*?start: (-?[0-9.]+)", log)
+    return max(0, int(round((float(match.group(1)) - (float(file_start.group(1)) if file_start else 0.0)) * rate)))
 
 
 def _parse_pgm_stream(raw: bytes) -> np.ndarray:

@@ -13,8 +13,14 @@ One HDF5 file holds N clips concatenated along time (variable lengths welcome):
     affine (sum T, 2, 3) float32             source -> crop similarity per frame
     qc/<name> (N,) float32                   per-clip quality numbers (detection rate, jitter, ...)
 
-Extra per-frame streams (audio, ...) follow the same pattern: a (sum L, ...) dataset with its own
-`<stream>_offset` (N+1,), so old readers ignore them and new ones find them by name.
+Optional, with `flowprep build --audio` (attrs audio_rate, audio_dtype):
+    audio_offset (N+1,) int64    samples of clip i in audio: audio_offset[i]:audio_offset[i+1]
+    audio_start (N,) int64       index, in clip i's samples, of the start of its frame 0 (0 as written)
+    audio (sum S,) int16         mono PCM at audio_rate; frame t of clip i covers its samples
+                                 [audio_start + t*rate/fps, audio_start + (t+1)*rate/fps)
+
+Extra streams follow the same pattern: a (sum L, ...) dataset with its own `<stream>_offset` (N+1,),
+so old readers ignore them and new ones find them by name. Adding one needs no new format_version.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ FAILURES_NAME = "failures.jsonl"
 
 STRING_FIELDS = ("clip_id", "split", "word", "source", "path")
 PER_FRAME = ("gray", "landmarks", "affine")
+AUDIO_DATASETS = ("audio", "audio_offset", "audio_start")
 
 
 def shard_name(split: str, index: int) -> str:

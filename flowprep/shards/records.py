@@ -20,6 +20,9 @@ class ClipResult:
     flow: np.ndarray | None = None  # quantised [T-1, 2, S, S]; None until the flow stage ran
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     node: str = ""  # the machine that decoded and cropped it
+    # int16 [S] mono samples on the video's clock (sample 0 = start of frame 0), None without --audio
+    audio: np.ndarray | None = None
+    audio_rate: int = 0  # samples per second of ``audio``
 
     @property
     def num_frames(self) -> int:
@@ -29,7 +32,7 @@ class ClipResult:
 @dataclass
 class ClipFailure:
     record: ClipRecord
-    stage: str  # decode | roi | flow | internal
+    stage: str  # decode | audio | roi | flow | internal
     reason: str
     timings: dict[str, float] = field(default_factory=dict)
 

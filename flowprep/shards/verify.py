@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import FlowprepError
 from .files import file_sha256
-from .layout import FAILURES_NAME, MANIFEST_NAME, SHARD_SUFFIX
+from .layout import AUDIO_DATASETS, FAILURES_NAME, MANIFEST_NAME, SHARD_SUFFIX
 from .manifest import Manifest
 
 FLOW_DTYPES = {"int8", "int16", "float16"}
@@ -95,10 +95,47 @@ def _check_contents(path: Path, entry, manifest: Manifest) -> list[str]:
         for key in ("flow", "landmarks", "affine"):
             if f[key].dtype.kind == "f" and not _all_finite(f[key]):
                 out.append(f"{key} holds NaN or inf")
+        out += _check_audio(f, entry, manifest, length)
     except (OSError, KeyError, ValueError) as exc:
         out.append(f"unreadable: {exc}")
     finally:
         f.close()
+    return out
+
+
+def _check_audio(f, entry, manifest: Manifest, length: np.ndarray) -> list[str]:
+    """The audio datasets of a build with --audio: present, consistent offsets, one rate, the samples
+    of every clip's frames (round(T * rate / fps) from frame 0)."""
+    present = [k for k in AUDIO_DATASETS if k in f]
+    wanted = bool(manifest.config.get("audio"))
+    if not present:
+        return ["dataset 'audio' missing (the build asked for --audio)"] if wanted and entry.clips else []
+    out = [f"dataset {k!r} missing" for k in AUDIO_DATASETS if k not in f]
+    if out:
+        return out
+    if not wanted:
+        out.append("holds audio, but the manifest's config has audio off")
+    n = entry.clips
+    rate = int(f.attrs.get("audio_rate", 0))
+    if rate <= 0:
+        return out + ["attribute 'audio_rate' missing or not positive"]
+    if manifest.config.get("audio_rate") not in (None, rate):
+        out.append(f"audio at {rate} Hz, the manifest's config says {manifest.config.get('audio_rate')}")
+    ds, offset, start = f["audio"], f["audio_offset"][()], f["audio_start"][()]
+    if str(ds.dtype) != "int16" or ds.ndim != 1:
+        out.append(f"audio has dtype {ds.dtype} and shape {ds.shape}, expected int16 (samples,)")
+    if len(offset) != n + 1 or offset[0] != 0 or np.any(np.diff(offset) < 0) or offset[-1] != ds.shape[0]:
+        return out + [f"audio offsets do not match the {ds.shape[0]} stored samples of {n} clips"]
+    if len(start) != n or np.any(start < 0) or np.any(start > np.diff(offset)):
+        return out + ["audio_start outside the clips' audio"]
+    fps = f["fps"][()].astype(np.float64)
+    expected = np.round(length * rate / np.where(fps > 0, fps, np.nan))
+    bad = np.flatnonzero(~(np.abs(np.diff(offset) - start - expected) <= 1))  # 1 sample: fps stored as float32
+    if len(bad):
+        clip_ids = f["clip_id"].asstr()[()]
+        out.append(f"audio of {len(bad)} clip(s) does not span their frames at {rate} Hz "
+                   f"(first: {clip_ids[bad[0]]}, {int(offset[bad[0] + 1] - offset[bad[0]] - start[bad[0]])} samples "
+                   f"for {int(length[bad[0]])} frames)")
     return out
 
 

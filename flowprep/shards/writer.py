@@ -108,6 +108,28 @@ def _write_h5(path: Path, split: str, results: list[ClipResult], attrs: dict, co
         if any(fl is None for fl in flows):
             raise ValueError("a clip reached the writer without flow")
         _stack(f, "flow", flows, np.dtype(attrs["flow_dtype"]), (2, size, size), comp)
+        _write_audio(f, results, comp)
+
+
+def _write_audio(f: h5py.File, results: list[ClipResult], comp: dict) -> None:
+    """The audio datasets, when the clips carry audio (a build with --audio): every clip or none."""
+    have = [r.audio is not None for r in results]
+    if not any(have):
+        return
+    if not all(have):
+        missing = next(r.record.clip_id for r in results if r.audio is None)
+        raise ValueError(f"clip {missing} reached the writer without audio while others have it")
+    if any(np.asarray(r.audio).dtype != np.int16 for r in results):
+        raise ValueError("audio reaches the writer as int16 samples (decode_audio's default)")
+    rates = {int(r.audio_rate) for r in results}
+    if len(rates) != 1 or rates == {0}:
+        raise ValueError(f"clips of one shard carry audio at different or unknown rates: {sorted(rates)}")
+    counts = np.array([len(r.audio) for r in results], np.int64)
+    f.attrs["audio_rate"] = rates.pop()
+    f.attrs["audio_dtype"] = "int16"
+    f.create_dataset("audio_offset", data=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
+    f.create_dataset("audio_start", data=np.zeros(len(results), np.int64))
+    _stack(f, "audio", [r.audio for r in results], np.int16, (), comp)
 
 
 def _stack(f: h5py.File, name: str, arrays: list[np.ndarray], dtype, trailing: tuple, comp: dict) -> None:
