@@ -155,9 +155,10 @@ def _naive_fps(records, cfg: BuildConfig) -> float:
 
 
 def add_bench_parser(sub, add_build_options) -> None:
-    bench = sub.add_parser("bench", help="measure: build throughput and stage costs, or shard read speed",
+    bench = sub.add_parser("bench", help="measure: build throughput and stage costs, shard read speed, or flow speed",
                            description="Print figures: `bench build` (decode/ROI/flow/write costs, naive recipe, "
-                                       "Ray build) or `bench read` (random-access read speed of a shard folder).")
+                                       "Ray build), `bench read` (random-access read speed of a shard folder) or "
+                                       "`bench flow` (pairs/s of each flow backend).")
     kinds = bench.add_subparsers(title="what to measure", metavar="KIND")
     p = kinds.add_parser("build", help="build throughput and per-stage cost, next to a naive recipe",
                          description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -172,6 +173,53 @@ def add_bench_parser(sub, add_build_options) -> None:
     r.add_argument("--workers", type=int, default=2, help="DataLoader workers")
     r.add_argument("--json", action="store_true", help="print the figures as JSON")
     r.set_defaults(func=_cmd_read)
+    f = kinds.add_parser("flow", help="flow pairs/s per backend, batch size, dtype and thread count at 112x112",
+                         description=_FLOW_DOC, formatter_class=argparse.RawDescriptionHelpFormatter)
+    f.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (PWC-Net; OpenCV flow is CPU)")
+    f.add_argument("--batch-sizes", type=_ints, default=None, help="PWC-Net pairs per forward, e.g. 1,8,32,128 "
+                   "(default 1,8,32 on the CPU, 64,256,1024 on CUDA)")
+    f.add_argument("--dtypes", type=_names, default=None, help="fp32,bf16,fp16 (default fp32 on the CPU, all on CUDA)")
+    f.add_argument("--threads", type=_ints, default=None, help="torch/OpenCV threads, e.g. 1,2 (default 1 and all CPUs)")
+    f.add_argument("--seconds", type=float, default=2.0, help="time per configuration per round")
+    f.add_argument("--rounds", type=int, default=3, help="rounds over all configurations (median reported)")
+    f.add_argument("--backends", type=_names, default=("fast", "ptlflow", "dis", "farneback"),
+                   help="any of fast,ptlflow,dis,farneback")
+    f.add_argument("--flow-ckpt", default=None, help="PWC-Net weights (default: 'things' when cached, else a "
+                   "seeded random init; speed does not depend on the values)")
+    f.add_argument("--no-channels-last", dest="channels_last", action="store_false", help="NCHW activations")
+    f.add_argument("--compile", action="store_true", help="also measure the fast path under torch.compile")
+    f.add_argument("--json", action="store_true", help="print the figures as JSON")
+    f.set_defaults(func=_cmd_flow)
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(v) for v in text.split(",") if v.strip())
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+_FLOW_DOC = """Pairs/s at 112x112 of ptlflow's PWC-Net forward one pair per call (the reference), the fast
+PWC-Net path per batch size, dtype and thread count, OpenCV DIS (medium) and Farneback, measured in
+one process; rounds alternate the configurations and the median is reported, with peak memory
+(torch.cuda.max_memory_allocated on CUDA, peak RSS on the CPU). See flowprep/flow/bench.py."""
+
+
+def _cmd_flow(args) -> int:
+    from .flow import bench as flow_bench
+
+    figures = flow_bench.flow_bench(
+        device=args.device, batch_sizes=args.batch_sizes, dtypes=args.dtypes, threads=args.threads,
+        seconds=args.seconds, rounds=args.rounds, backends=args.backends, ckpt=args.flow_ckpt,
+        channels_last=args.channels_last, compile=args.compile,
+        log=None if args.json else (lambda line: print(line, file=sys.stderr, flush=True)),
+    )
+    if args.json:
+        print(json.dumps(figures, indent=1))
+    else:
+        flow_bench.print_table(figures)
+    return 0
 
 
 def _cmd_read(args) -> int:

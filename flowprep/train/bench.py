@@ -1,12 +1,14 @@
-"""Training speed of each front-end: clips/s and peak memory for full training steps.
+"""Training speed of each front-end x back-end: clips/s and peak memory for full training steps.
 
-Each configuration runs in a fresh process, so its peak RSS is its own. Inputs are random clips
+Each configuration runs in a fresh process, so its peak RSS is its own (and its peak CUDA memory). Inputs are random clips
 of the shards' types (uint8 gray, int8 flow with its scale) going through the same device-side
 normalisation as training; reading is left out (shards read at hundreds of clips/s, see
 `flowprep bench read`), so the figure is the model's own ceiling.
 
-    python -m flowprep.train.bench                          # CPU, float32, both front-ends
-    python -m flowprep.train.bench --device cuda --amp --batch-size 32 --steps 20
+    flowprep bench train                                    # CPU, float32, {r3d18, i3d} x {bilstm, tcn}
+    flowprep bench train --device cuda --precision fp32,amp --batch-size 32 --steps 20   # a GPU node
+
+(``python -m flowprep.train.bench`` takes the same options.)
 """
 
 from __future__ import annotations
@@ -19,20 +21,32 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
+from ..errors import FlowprepError
+
+
+PRECISIONS = ("fp32", "amp")
+
 
 def train_bench(frontends: tuple[str, ...] = ("r3d18", "i3d"), streams: tuple[str, ...] = ("gray", "flow"),
-                backend: str = "bilstm", fusion: str = "features", batch_size: int = 8, frames: int = 29,
-                size: int = 112, steps: int = 3, warmup: int = 1, device: str = "cpu", amp: bool = False,
-                width: float = 1.0, hidden: int = 512, threads: int | None = None) -> list[dict[str, Any]]:
-    """One row per front-end: clips/s over ``steps`` timed steps (after ``warmup`` untimed ones),
-    seconds per step, parameters, peak RSS (and peak CUDA memory on a GPU)."""
+                backends: tuple[str, ...] = ("bilstm", "tcn"), fusion: str = "features", batch_size: int = 8,
+                frames: int = 29, size: int = 112, steps: int = 3, warmup: int = 1, device: str = "cpu",
+                precisions: tuple[str, ...] = ("fp32",), width: float = 1.0, hidden: int = 512,
+                threads: int | None = None) -> list[dict[str, Any]]:
+    """One row per front-end x back-end x precision ("fp32", "amp": AMP applies on CUDA only):
+    clips/s over ``steps`` timed steps (after ``warmup`` untimed ones), seconds per step,
+    parameters, peak RSS (and peak CUDA memory on a GPU)."""
+    unknown = [p for p in precisions if p not in PRECISIONS]
+    if unknown:
+        raise FlowprepError(f"precision {unknown[0]!r}: use fp32 or amp")
     rows = []
-    for frontend in frontends:
-        job = dict(frontend=frontend, streams=tuple(streams), backend=backend, fusion=fusion, batch_size=batch_size,
-                   frames=frames, size=size, steps=steps, warmup=warmup, device=device, amp=amp, width=width,
-                   hidden=hidden, threads=threads)
-        with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
-            rows.append(pool.submit(_measure, job).result())
+    for precision in precisions:
+        for frontend in frontends:
+            for backend in backends:
+                job = dict(frontend=frontend, streams=tuple(streams), backend=backend, fusion=fusion,
+                           batch_size=batch_size, frames=frames, size=size, steps=steps, warmup=warmup, device=device,
+                           amp=precision == "amp", width=width, hidden=hidden, threads=threads)
+                with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
+                    rows.append(pool.submit(_measure, job).result())
     return rows
 
 
@@ -43,9 +57,8 @@ def _measure(job: dict[str, Any]) -> dict[str, Any]:
     from ..transforms import Normalize
     from .config import TrainConfig
     from .data import model_inputs
-    from .evaluation import autocast, resolve_device
+    from .evaluation import amp_dtype, autocast, resolve_device
     from .models import build_model
-    from .trainer import amp_dtype
 
     if job["threads"]:
         torch.set_num_threads(job["threads"])
@@ -110,27 +123,32 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m flowprep.train.bench", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--frontends", default="r3d18,i3d")
-    p.add_argument("--streams", default="gray,flow")
-    p.add_argument("--backend", default="bilstm", choices=["bilstm", "tcn"])
+def add_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--frontends", default="r3d18,i3d", help="comma-separated: r3d18, i3d")
+    p.add_argument("--backends", default="bilstm,tcn", help="comma-separated: bilstm, tcn")
+    p.add_argument("--streams", default="gray,flow", help="gray, flow or gray,flow")
     p.add_argument("--fusion", default="features", choices=["features", "scores"])
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--frames", type=int, default=29)
-    p.add_argument("--size", type=int, default=112)
-    p.add_argument("--steps", type=int, default=3)
-    p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--amp", action="store_true")
-    p.add_argument("--width", type=float, default=1.0)
-    p.add_argument("--hidden", type=int, default=512)
+    p.add_argument("--precision", default="fp32", help="comma-separated: fp32, amp (AMP on CUDA only)")
+    p.add_argument("--amp", action="store_true", help="same as --precision amp")
+    p.add_argument("--batch-size", type=int, default=8, help="clips per step")
+    p.add_argument("--frames", type=int, default=29, help="frames per clip (LRW: 29)")
+    p.add_argument("--size", type=int, default=112, help="crop side in pixels")
+    p.add_argument("--steps", type=int, default=3, help="timed steps per configuration")
+    p.add_argument("--warmup", type=int, default=1, help="untimed steps first")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--width", type=float, default=1.0, help="front-end channel multiplier")
+    p.add_argument("--hidden", type=int, default=512, help="LSTM units per direction / TCN channels")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    p.add_argument("--json", action="store_true")
-    a = p.parse_args(argv)
-    rows = train_bench(tuple(a.frontends.split(",")), tuple(a.streams.split(",")), a.backend, a.fusion, a.batch_size,
-                       a.frames, a.size, a.steps, a.warmup, a.device, a.amp, a.width, a.hidden, a.threads)
+    p.add_argument("--json", action="store_true", help="print the rows as JSON")
+
+
+def run_from_args(a: argparse.Namespace) -> int:
+    def names(text: str) -> tuple[str, ...]:
+        return tuple(x.strip() for x in text.split(",") if x.strip())
+
+    rows = train_bench(names(a.frontends), names(a.streams), names(a.backends), a.fusion, a.batch_size, a.frames,
+                       a.size, a.steps, a.warmup, a.device, ("amp",) if a.amp else names(a.precision), a.width,
+                       a.hidden, a.threads)
     if a.json:
         print(json.dumps(rows, indent=1))
         return 0
@@ -138,10 +156,25 @@ def main(argv: list[str] | None = None) -> int:
         memory = f"peak RSS {r['peak_rss_mib']} MiB (before the model {r['rss_before_model_mib']})"
         if "peak_cuda_mib" in r:
             memory += f", peak CUDA {r['peak_cuda_mib']} MiB on {r['gpu']}"
-        print(f"{r['frontend']:>6} {r['streams']} {r['backend']} {r['precision']} on {r['device']} "
+        print(f"{r['frontend']:>6} {r['backend']:<6} {r['streams']} {r['precision']} on {r['device']} "
               f"({r['threads']} threads), batch {r['batch']} of {r['clip']}, {r['params_m']} M params: "
-              f"{r['clips_per_s']} clips/s, {r['step_s']} s/step; {memory}")
+              f"{r['clips_per_s']} clips/s, {r['step_s']} s/step; {memory}", flush=True)
     return 0
+
+
+def add_bench_train_parser(kinds) -> None:
+    """``flowprep bench train`` (``kinds``: the subcommands of ``flowprep bench``)."""
+    p = kinds.add_parser("train", help="training clips/s and peak memory per front-end x back-end",
+                         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_options(p)
+    p.set_defaults(func=run_from_args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m flowprep.train.bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_options(p)
+    return run_from_args(p.parse_args(argv))
 
 
 if __name__ == "__main__":

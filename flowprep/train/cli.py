@@ -42,7 +42,8 @@ def add_train_parsers(sub) -> None:
     t.add_argument("--layers", type=int, default=None, help="back-end depth (default 2 LSTM layers, 4 TCN blocks)")
     t.add_argument("--dropout", type=float, default=d.dropout, help="dropout in the back-end")
     t.add_argument("--pretrained", default=None,
-                   help="torchvision resnet18 state_dict (.pth) to inflate into the r3d18 front-ends")
+                   help="2D ImageNet weights (.pth) to inflate into the front-ends: a torchvision resnet18 "
+                        "state_dict for r3d18, googlenet for i3d (made on a connected machine; the error says how)")
     t.add_argument("--epochs", type=int, default=d.epochs, help="epochs in all (raise it and --resume to go on)")
     t.add_argument("--batch-size", type=int, default=d.batch_size, help="clips per step")
     t.add_argument("--lr", type=float, default=d.lr, help="peak learning rate (AdamW)")
@@ -76,6 +77,14 @@ def add_train_parsers(sub) -> None:
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
     e.add_argument("--json", action="store_true", help="print the result as JSON")
     e.set_defaults(func=_cmd_eval)
+
+    # `flowprep bench train`, next to `bench build` and `bench read` (flowprep/bench.py)
+    bench = sub.choices.get("bench")
+    kinds = [a for a in (bench._actions if bench else []) if isinstance(a, argparse._SubParsersAction)]
+    if kinds:
+        from .bench import add_bench_train_parser
+
+        add_bench_train_parser(kinds[0])
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:

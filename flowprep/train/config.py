@@ -33,7 +33,7 @@ class TrainConfig:
     hidden: int = 512  # LSTM units per direction, or TCN channels
     layers: int | None = None  # back-end depth; None = 2 LSTM layers or 4 TCN blocks
     dropout: float = 0.2
-    pretrained: str | None = None  # torchvision resnet18 state_dict (.pth) to inflate into r3d18
+    pretrained: str | None = None  # 2D ImageNet state_dict (.pth) to inflate: torchvision resnet18 (r3d18) or googlenet (i3d)
     # optimisation
     epochs: int = 30
     batch_size: int = 32
@@ -69,8 +69,6 @@ class TrainConfig:
             problems.append(f"streams {','.join(self.streams) or '(none)'} (use gray, flow or gray,flow)")
         if self.fusion not in ("features", "scores"):
             problems.append(f"fusion {self.fusion!r} (use features or scores)")
-        if self.pretrained and self.frontend != "r3d18":
-            problems.append("pretrained weights inflate into r3d18 only")
         for name in ("epochs", "batch_size", "crop", "hidden"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1")

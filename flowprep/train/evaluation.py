@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,17 @@ from ..transforms import Normalize
 from . import checkpoint, data
 from .config import TrainConfig
 from .models import build_model
+
+
+def amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """The reduced precision of ``--amp`` on this device: bfloat16 where the GPU has it, else float16
+    (with loss scaling in training); None for float32 (no --amp, or not on CUDA)."""
+    if not cfg.amp:
+        return None
+    if device.type != "cuda":
+        print(f"flowprep: --amp applies on CUDA only; running in float32 on {device}", file=sys.stderr)
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None):
@@ -101,7 +113,8 @@ def evaluate(run: str | Path, split: str = "val", which: str = "best", device: s
         raise FlowprepError(f"{cfg.shards} was built with other settings than the shards {run} was trained on")
     normalize = Normalize(**state["normalize"])
     loader = data.loader(ds, cfg, train=False, batch_size=batch_size, device=dev)
-    result = evaluate_model(model, loader, cfg.streams, normalize, dev, len(classes), progress=progress)
+    precision = amp_dtype(cfg, dev) if dev.type == "cuda" else None  # as trained: --amp runs eval in AMP too
+    result = evaluate_model(model, loader, cfg.streams, normalize, dev, len(classes), precision, progress=progress)
     confusion = result.pop("confusion")
     result.update(split=split, checkpoint=path.name, epoch=int(state["epoch"]), step=int(state["step"]),
                   most_confused=most_confused(confusion, classes))

@@ -72,11 +72,13 @@ class ResNet3D18(nn.Module):
 
 
 # ---- I3D: inflated Inception-v1 ----------------------------------------------------------------
+# Layer for layer torchvision's googlenet (batch-norm eps 1e-3, ceil-mode pooling, 3x3 kernels in
+# both middle branches), so its ImageNet weights inflate exactly (see inflate.py).
 class Unit3D(nn.Sequential):
     def __init__(self, cin: int, cout: int, kernel, stride=1, padding=0):
         super().__init__(
             nn.Conv3d(cin, cout, kernel, stride=stride, padding=padding, bias=False),
-            nn.BatchNorm3d(cout),
+            nn.BatchNorm3d(cout, eps=1e-3),
             nn.ReLU(inplace=True),
         )
 
@@ -89,24 +91,25 @@ class Inception3D(nn.Module):
         self.branch0 = Unit3D(cin, b0, 1)
         self.branch1 = nn.Sequential(Unit3D(cin, b1a, 1), Unit3D(b1a, b1b, 3, padding=1))
         self.branch2 = nn.Sequential(Unit3D(cin, b2a, 1), Unit3D(b2a, b2b, 3, padding=1))
-        self.branch3 = nn.Sequential(nn.MaxPool3d(3, stride=1, padding=1), Unit3D(cin, b3, 1))
+        self.branch3 = nn.Sequential(nn.MaxPool3d(3, stride=1, padding=1, ceil_mode=True), Unit3D(cin, b3, 1))
         self.out_channels = b0 + b1b + b2b + b3
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([self.branch0(x), self.branch1(x), self.branch2(x), self.branch3(x)], dim=1)
 
 
-# Inception-v1 branch widths per mixed block: (b0, b1a, b1b, b2a, b2b, b3); None marks a pooling step.
+# Inception-v1 branch widths per mixed block: (b0, b1a, b1b, b2a, b2b, b3); an int marks a pooling
+# step (its kernel: it halves the image and keeps every frame).
 _INCEPTION_V1 = (
     ("mixed_3b", (64, 96, 128, 16, 32, 32)),
     ("mixed_3c", (128, 128, 192, 32, 96, 64)),
-    ("pool_3", None),
+    ("pool_3", 3),
     ("mixed_4b", (192, 96, 208, 16, 48, 64)),
     ("mixed_4c", (160, 112, 224, 24, 64, 64)),
     ("mixed_4d", (128, 128, 256, 24, 64, 64)),
     ("mixed_4e", (112, 144, 288, 32, 64, 64)),
     ("mixed_4f", (256, 160, 320, 32, 128, 128)),
-    ("pool_4", None),
+    ("pool_4", 2),
     ("mixed_5b", (256, 160, 320, 32, 128, 128)),
     ("mixed_5c", (384, 192, 384, 48, 128, 128)),
 )
@@ -125,16 +128,16 @@ class I3D(nn.Module):
 
         self.stem = nn.Sequential(
             Unit3D(in_channels, c(64), 7, stride=(1, 2, 2), padding=3),
-            nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)),
+            _halve(3),
             Unit3D(c(64), c(64), 1),
             Unit3D(c(64), c(192), 3, padding=1),
-            nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)),
+            _halve(3),
         )
         blocks: list[tuple[str, nn.Module]] = []
         cin = c(192)
         for name, widths in _INCEPTION_V1:
-            if widths is None:  # halve the image, keep every frame
-                blocks.append((name, nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))))
+            if isinstance(widths, int):
+                blocks.append((name, _halve(widths)))
                 continue
             block = Inception3D(cin, *(c(w) for w in widths))
             blocks.append((name, block))
@@ -145,6 +148,11 @@ class I3D(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return _pool_space(self.blocks(self.stem(x)))
+
+
+def _halve(kernel: int) -> nn.MaxPool3d:
+    """Max-pool that halves the image (rounding up) and keeps every frame."""
+    return nn.MaxPool3d((1, kernel, kernel), stride=(1, 2, 2), ceil_mode=True)
 
 
 FRONTENDS = {"r3d18": ResNet3D18, "i3d": I3D}

@@ -13,7 +13,6 @@ import csv
 import itertools
 import json
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -25,8 +24,8 @@ from tqdm.auto import tqdm
 from ..errors import FlowprepError
 from . import checkpoint, data
 from .config import TrainConfig
-from .evaluation import autocast, evaluate_model, resolve_device
-from .inflate import inflate_resnet18, load_resnet18_2d
+from .evaluation import amp_dtype, autocast, evaluate_model, resolve_device
+from .inflate import inflate, load_2d
 from .models import build_model
 
 EPOCH_FIELDS = ["epoch", "step", "lr", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5",
@@ -42,15 +41,6 @@ def warmup_cosine(warmup_steps: int, total_steps: int) -> Callable[[int], float]
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
     return factor
-
-
-def amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
-    if not cfg.amp:
-        return None
-    if device.type != "cuda":
-        print(f"flowprep train: --amp applies on CUDA only; training in float32 on {device}", file=sys.stderr)
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
 class RunLog:
@@ -180,7 +170,7 @@ def train(config: TrainConfig, on_epoch_end: Callable[[dict[str, Any]], None] | 
         raise FlowprepError(f"{out} already holds a run ({last.name}); pass --resume to continue it, "
                             "or choose another --out")
     # the 2D weights are read first: a wrong path fails before anything slow
-    pretrained = load_resnet18_2d(cfg.pretrained) if cfg.pretrained and not last.is_file() else None
+    pretrained = load_2d(cfg.pretrained, cfg.frontend) if cfg.pretrained and not last.is_file() else None
     device = resolve_device(cfg.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
@@ -188,6 +178,8 @@ def train(config: TrainConfig, on_epoch_end: Callable[[dict[str, Any]], None] | 
 
     train_ds = data.dataset(cfg, cfg.train_split, train=True)
     manifest = train_ds.manifest
+    if len(train_ds) == 0:
+        raise FlowprepError(f"{cfg.shards} has no {cfg.train_split} clips to train on")
     classes = list(manifest.classes)
     if not classes:
         raise FlowprepError(f"{cfg.shards} has no class names: train needs a labelled layout (lrw or folder)")
@@ -215,7 +207,7 @@ def train(config: TrainConfig, on_epoch_end: Callable[[dict[str, Any]], None] | 
         start_epoch, best = int(state["epoch"]), float(state["best_top1"])
     elif pretrained is not None:
         for frontend in run.model.frontends.values():
-            inflate_resnet18(frontend, pretrained)
+            inflate(frontend, cfg.frontend, pretrained)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1) + "\n")
 

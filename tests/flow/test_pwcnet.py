@@ -61,7 +61,8 @@ def test_batched_flow_equals_per_pair_and_ptlflows_own_forward(random_ckpt, one_
     from ptlflow.utils.io_adapter import IOAdapter
 
     prev, nxt = crops(), crops(-1, 2)
-    backend = get_backend("pwcnet", ckpt=str(random_ckpt), device="cpu", batch_pairs=2)  # 3 pairs: 2 passes
+    # ptlflow's own forward here; the fast path (the default) against it: test_pwcnet_fast.py
+    backend = get_backend("pwcnet", ckpt=str(random_ckpt), device="cpu", batch_pairs=2, impl="ptlflow")  # 2 passes
     flow = backend(prev, nxt)
     assert flow.shape == (3, 2, 112, 112) and flow.dtype == np.float32 and np.isfinite(flow).all()
     assert np.abs(flow).mean() > 1.0  # random weights still give flow; zeros would prove nothing below
@@ -83,7 +84,8 @@ def test_batched_flow_equals_per_pair_and_ptlflows_own_forward(random_ckpt, one_
     info = backend.describe()
     assert info["name"] == "pwcnet" and info["device"] == "cpu" and info["ckpt"] == str(random_ckpt)
     assert info["ckpt_sha256"] == hashlib.sha256(random_ckpt.read_bytes()).hexdigest()
-    assert info["options"] == {"ckpt": str(random_ckpt), "device": "cpu", "batch_pairs": 2}
+    assert info["options"] == {"ckpt": str(random_ckpt), "device": "cpu", "batch_pairs": 2, "impl": "ptlflow",
+                               "dtype": "fp32", "channels_last": True, "compile": False}
 
     # How it reaches a Ray worker: rebuilt from name and options there, the model loaded anew.
     copy = pickle.loads(pickle.dumps(backend))

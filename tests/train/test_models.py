@@ -9,7 +9,7 @@ import torchvision
 from flowprep.dataset import pad_collate
 from flowprep.errors import FlowprepError
 from flowprep.train.data import model_inputs
-from flowprep.train.inflate import inflate_resnet18
+from flowprep.train.inflate import inflate_googlenet, inflate_resnet18
 from flowprep.train.models import I3D, BiLSTMBackend, LipReader, ResNet3D18, TemporalConvBackend
 from flowprep.transforms import Normalize
 
@@ -111,6 +111,42 @@ def test_inflated_resnet_on_a_still_clip_is_the_2d_network(resnet18_file, channe
         want = _features_2d(net2d, (image.sum(1, keepdim=True) / 3).expand(-1, 3, -1, -1))
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
     assert got.abs().mean() > 0.05  # a real signal, not two zeros
+
+
+def _random_bn(net):
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+    return net.eval()
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+def test_inflated_i3d_on_a_still_clip_is_googlenet(tmp_path, channels):
+    """I3D is Inception-v1 layer for layer: torchvision's googlenet weights inflate into it exactly
+    (29 frames cover the temporal receptive field of the middle frame)."""
+    torch.manual_seed(3)
+    net2d = _random_bn(torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=True))
+    path = tmp_path / "googlenet.pth"
+    torch.save(net2d.state_dict(), path)
+    net3d = I3D(channels).eval()
+    assert inflate_googlenet(net3d, path) == len(net3d.state_dict())
+    image = torch.randn(1, channels, 32, 32)
+    clip = image[:, :, None].expand(-1, -1, 29, -1, -1).contiguous()
+    with torch.no_grad():
+        got = net3d(clip)[:, 14]
+        x = (image.sum(1, keepdim=True) / 3).expand(-1, 3, -1, -1)
+        for name in ("conv1", "maxpool1", "conv2", "conv3", "maxpool2", "inception3a", "inception3b", "maxpool3",
+                     "inception4a", "inception4b", "inception4c", "inception4d", "inception4e", "maxpool4",
+                     "inception5a", "inception5b"):
+            x = getattr(net2d, name)(x)
+        want = x.mean(dim=(2, 3))
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    assert got.abs().mean() > 0.05
+    with pytest.raises(FlowprepError, match=r"torchvision googlenet state_dict at .*nothing\.pth"):
+        inflate_googlenet(I3D(1), tmp_path / "nothing.pth")
 
 
 def test_inflation_errors_name_the_file(tmp_path, resnet18_file):
