@@ -8,7 +8,7 @@ import sys
 
 from ..cli import _Help as _MeaningfulDefaults
 from ..errors import FlowprepError
-from .config import BACKENDS, FRONTENDS, TrainConfig
+from .config import BACKENDS, FRONTENDS, FUSIONS, TrainConfig
 
 TRAIN_HELP = """\
 Train a lipreading network on a shard folder. Examples (the seed paper's ablations):
@@ -34,9 +34,16 @@ def add_train_parsers(sub) -> None:
     t.add_argument("--out", required=True, help="the run folder (checkpoints, metrics, TensorBoard)")
     t.add_argument("--frontend", default=d.frontend, choices=FRONTENDS, help="3D-CNN front-end of each stream")
     t.add_argument("--backend", default=d.backend, choices=BACKENDS, help="temporal back-end")
-    t.add_argument("--streams", default=",".join(d.streams), help="gray, flow or gray,flow")
-    t.add_argument("--fusion", default=d.fusion, choices=["features", "scores"],
-                   help="two streams: concatenate per-frame features, or average the logits of two heads")
+    t.add_argument("--streams", default=",".join(d.streams),
+                   help="one or two of gray, flow, heatmap (20 mouth-landmark Gaussian maps), comma-separated")
+    t.add_argument("--fusion", default=d.fusion, choices=FUSIONS,
+                   help="two streams: features (concatenate per-frame features), scores (average two heads' "
+                        "logits), or fuse feature maps at --fusion-stage by sum|max|concat|conv|bilinear, "
+                        "then 3D conv + 3D pooling")
+    t.add_argument("--fusion-stage", type=int, default=d.fusion_stage,
+                   help="front-end stage a map fusion happens after (0 = stem; -1 = the last)")
+    t.add_argument("--lateral", action="store_true",
+                   help="bidirectional lateral connections between the two front-ends, plus a joint head")
     t.add_argument("--width", type=float, default=d.width, help="front-end channel multiplier")
     t.add_argument("--hidden", type=int, default=d.hidden, help="LSTM units per direction / TCN channels")
     t.add_argument("--layers", type=int, default=None, help="back-end depth (default 2 LSTM layers, 4 TCN blocks)")
@@ -91,6 +98,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(
         shards=args.shards, out=args.out, frontend=args.frontend, backend=args.backend,
         streams=tuple(s.strip() for s in args.streams.split(",") if s.strip()), fusion=args.fusion,
+        fusion_stage=args.fusion_stage, lateral=args.lateral,
         width=args.width, hidden=args.hidden, layers=args.layers, dropout=args.dropout, pretrained=args.pretrained,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing, crop=args.crop,

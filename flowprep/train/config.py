@@ -17,7 +17,13 @@ RUNTIME_FIELDS = frozenset({"shards", "out", "epochs", "device", "workers", "pro
 # The choices (models.py builds them; kept here so the command line loads without torch).
 FRONTENDS = ("r3d18", "i3d")
 BACKENDS = ("bilstm", "tcn")
-STREAM_CHANNELS = {"gray": 1, "flow": 2}
+# heatmap: Gaussian maps of dlib's 20 mouth landmarks, one channel each, drawn on the device from the
+# stored landmarks after crop and flip (flowprep.transforms.keypoint_heatmaps).
+STREAM_CHANNELS = {"gray": 1, "flow": 2, "heatmap": 20}
+# features / scores: per-frame features concatenated / logits averaged (models.LipReader); the rest fuse
+# two streams' feature maps at a front-end stage, then 3D conv + 3D pooling (fusion.FusedTwoStream).
+FUSIONS = ("features", "scores", "sum", "max", "concat", "conv", "bilinear")
+MAP_FUSIONS = ("sum", "max", "concat", "conv", "bilinear")
 
 
 @dataclass
@@ -28,7 +34,9 @@ class TrainConfig:
     frontend: str = "r3d18"  # r3d18 | i3d
     backend: str = "bilstm"  # bilstm | tcn
     streams: tuple[str, ...] = ("gray", "flow")
-    fusion: str = "features"  # two streams: features (concatenate per frame) | scores (average logits)
+    fusion: str = "features"  # two streams: one of FUSIONS
+    fusion_stage: int = -1  # front-end stage whose feature maps a map fusion combines (-1: the last)
+    lateral: bool = False  # bidirectional lateral connections between the two streams' front-ends
     width: float = 1.0  # front-end channel multiplier (1.0: 64..512 for r3d18, 1024 out for i3d)
     hidden: int = 512  # LSTM units per direction, or TCN channels
     layers: int | None = None  # back-end depth; None = 2 LSTM layers or 4 TCN blocks
@@ -66,9 +74,11 @@ class TrainConfig:
             problems.append(f"backend {self.backend!r} (use {' or '.join(BACKENDS)})")
         if not self.streams or len(set(self.streams)) != len(self.streams) or \
                 any(s not in STREAM_CHANNELS for s in self.streams):
-            problems.append(f"streams {','.join(self.streams) or '(none)'} (use gray, flow or gray,flow)")
-        if self.fusion not in ("features", "scores"):
-            problems.append(f"fusion {self.fusion!r} (use features or scores)")
+            problems.append(f"streams {','.join(self.streams) or '(none)'} (one or two of {', '.join(STREAM_CHANNELS)})")
+        if self.fusion not in FUSIONS:
+            problems.append(f"fusion {self.fusion!r} (use {', '.join(FUSIONS)})")
+        if (self.fusion in MAP_FUSIONS or self.lateral) and len(self.streams) != 2:
+            problems.append(f"fusion {self.fusion}{' with lateral' if self.lateral else ''} needs exactly two streams")
         for name in ("epochs", "batch_size", "crop", "hidden"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1")

@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..dataset import ShardDataset, flow_to_pixels, pad_collate
-from ..transforms import CenterCrop, Compose, Normalize, RandomCrop, RandomHorizontalFlip
+from ..transforms import MOUTH_POINTS, CenterCrop, Compose, Normalize, RandomCrop, RandomHorizontalFlip, keypoint_heatmaps
 from .config import TrainConfig
 from .models import time_mask
 
@@ -41,8 +41,16 @@ def _seed_worker(worker_id: int) -> None:
     _reseed(info.dataset.transform, torch.initial_seed() % 2**31)
 
 
+def read_streams(streams: tuple[str, ...]) -> tuple[str, ...]:
+    """What to read for the model's streams: heatmaps are drawn from landmarks on the device, on the
+    grid of the gray crops (read along, for their size), after crop and flip moved the landmarks."""
+    if "heatmap" not in streams:
+        return streams
+    return tuple(dict.fromkeys([s for s in streams if s != "heatmap"] + ["gray", "landmarks"]))
+
+
 def dataset(cfg: TrainConfig, split: str, train: bool) -> ShardDataset:
-    return ShardDataset(cfg.shards, split, streams=cfg.streams, flow_dtype="stored",
+    return ShardDataset(cfg.shards, split, streams=read_streams(cfg.streams), flow_dtype="stored",
                         transform=train_transform(cfg) if train else Compose([CenterCrop(cfg.crop)]))
 
 
@@ -81,6 +89,10 @@ def model_inputs(batch: dict[str, Any], streams: tuple[str, ...], normalize: Nor
     if "flow" in streams:
         flow = moved["flow"].permute(0, 2, 1, 3, 4)  # [B, 2, T-1, H, W]
         inputs["flow"] = torch.nn.functional.pad(flow, (0, 0, 0, 0, 1, 0))
+    if "heatmap" in streams:
+        mouth = batch["landmarks"][..., list(MOUTH_POINTS), :].to(device, non_blocking=True)
+        heat = keypoint_heatmaps(mouth, tuple(batch["gray"].shape[-2:]))  # [B, T, 20, H, W]
+        inputs["heatmap"] = heat.permute(0, 2, 1, 3, 4)
     # Padding frames of short clips are zero after normalisation, like a convolution's own padding
     # in time: a clip's features do not depend on the clips it is batched with (in eval mode).
     for name, x in inputs.items():

@@ -25,12 +25,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .config import STREAM_CHANNELS
 from .models import BACKENDS, DEFAULT_LAYERS, FRONTENDS, I3D, ResNet3D18
 
 FUSIONS = ("sum", "max", "concat", "conv", "bilinear", "scores")
 CONV_FUSIONS = ("sum", "max", "concat", "conv", "bilinear")
-# config.STREAM_CHANNELS plus the keypoint stream; "heatmap" is a default, pass heatmap_channels to change it
-STREAM_CHANNELS = {"gray": 1, "flow": 2, "heatmap": 1}
 
 
 # ---- running a front-end stage by stage --------------------------------------------------------
@@ -364,8 +363,8 @@ class SingleStream(nn.Module):
         return loss_fn(logits.float(), labels), logits
 
 
-def stream_channels(stream: str, heatmap_channels: int = 1) -> int:
-    if stream == "heatmap":
+def stream_channels(stream: str, heatmap_channels: int | None = None) -> int:
+    if stream == "heatmap" and heatmap_channels:
         return heatmap_channels
     if stream not in STREAM_CHANNELS:
         raise ValueError(f"stream {stream!r}: use one of {', '.join(STREAM_CHANNELS)}")

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from .config import STREAM_CHANNELS
+from .config import MAP_FUSIONS, STREAM_CHANNELS
 
 
 def _pool_space(x: torch.Tensor) -> torch.Tensor:
@@ -269,7 +269,16 @@ class LipReader(nn.Module):
         return torch.stack([self.backends[s](features[s], lengths) for s in self.streams]).mean(0)
 
 
-def build_model(cfg, num_classes: int) -> LipReader:
-    """The network a TrainConfig describes (random init; see inflate.py for pretrained starts)."""
+def build_model(cfg, num_classes: int) -> nn.Module:
+    """The network a TrainConfig describes (random init; see inflate.py for pretrained starts):
+    LipReader for feature/score fusion, fusion.FusedTwoStream for map fusions and lateral links."""
+    if cfg.fusion in MAP_FUSIONS or getattr(cfg, "lateral", False):
+        from .fusion import build_fused_model
+
+        fusion = "scores" if cfg.fusion == "features" else cfg.fusion  # lateral + features: a joint head
+        return build_fused_model(cfg.streams, cfg.frontend, cfg.backend, num_classes, fusion=fusion,
+                                 stage=cfg.fusion_stage, lateral=cfg.lateral, width=cfg.width, hidden=cfg.hidden,
+                                 layers=cfg.layers, dropout=cfg.dropout, heatmap_channels=STREAM_CHANNELS["heatmap"],
+                                 input_sizes=((cfg.crop, cfg.crop),) * 2)
     return LipReader(cfg.streams, cfg.frontend, cfg.backend, num_classes, cfg.fusion, cfg.width, cfg.hidden,
                      cfg.layers, cfg.dropout)

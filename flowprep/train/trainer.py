@@ -132,8 +132,11 @@ class _Session:
             inputs, lengths = data.model_inputs(batch, cfg.streams, normalize, self.device)
             labels = batch["label"].to(self.device, non_blocking=True)
             with autocast(self.device, self.precision):
-                logits = model(inputs, lengths)
-            loss = self.loss_fn(logits.float(), labels)
+                if hasattr(model, "loss"):  # several heads (fusion.FusedTwoStream): each one learns
+                    loss, logits = model.loss(inputs, lengths, labels, lambda x, y: self.loss_fn(x.float(), y))
+                else:
+                    logits = model(inputs, lengths)
+                    loss = self.loss_fn(logits.float(), labels)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             if cfg.grad_clip > 0:

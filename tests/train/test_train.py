@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 
 import pytest
 import torch
@@ -120,3 +121,28 @@ def test_commands_train_and_eval(lrw_shards, tmp_path, capsys):
     assert cli_main(["train", "--shards", str(lrw_shards), "--out", str(tmp_path / "c"), "--crop", "64"]) == EXIT_FATAL
     assert "larger than the shards' 48x48" in capsys.readouterr().err
     assert not (tmp_path / "p").exists() and not (tmp_path / "c").exists()  # nothing left behind
+
+
+@pytest.mark.parametrize("streams,fusion,lateral", [("gray,heatmap", "conv", False), ("gray,flow", "sum", True)])
+def test_map_fusion_and_the_keypoint_stream_train_from_shards(lrw_shards, tmp_path, capsys, streams, fusion, lateral):
+    """`--fusion sum|max|concat|conv|bilinear --fusion-stage K [--lateral]` and the heatmap stream (drawn
+    from the stored landmarks after crop and flip) run end to end: train, checkpoint, evaluate."""
+    run = tmp_path / "fused"
+    args = ["train", "--shards", str(lrw_shards), "--out", str(run), "--streams", streams, "--fusion", fusion,
+            "--fusion-stage", "2", "--width", "0.0625", "--hidden", "16", "--epochs", "1", "--batch-size", "6",
+            "--crop", "40", "--warmup-epochs", "0", "--workers", "0", "--no-progress"]
+    assert cli_main(args + (["--lateral"] if lateral else [])) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert (config["fusion"], config["fusion_stage"], config["lateral"]) == (fusion, 2, lateral)
+    (row,) = _rows(run / "metrics.csv")
+    assert math.isfinite(float(row["train_loss"])) and 0 <= float(row["val_top1"]) <= 1
+    state = torch.load(run / "last.pt", weights_only=True)
+    assert any(k.startswith(("fuse.", "a_from_b.")) for k in state["model"]), "not the fused model"
+    assert cli_main(["eval", "--run", str(run), "--split", "test", "--workers", "0", "--no-progress"]) == 0
+    assert "on test: 3 clips" in capsys.readouterr().out
+
+
+def test_map_fusion_needs_two_streams(lrw_shards, tmp_path, capsys):
+    assert cli_main(["train", "--shards", str(lrw_shards), "--out", str(tmp_path / "x"), "--streams", "gray",
+                     "--fusion", "conv"]) == EXIT_FATAL
+    assert "needs exactly two streams" in capsys.readouterr().err
