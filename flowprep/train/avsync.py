@@ -581,6 +581,15 @@ def load_avsync(run: str | Path, device: str = "cpu") -> tuple[AVSyncNet, AVSync
     return model, cfg
 
 
+def trained_on(run: str | Path) -> str | None:
+    """The shard folder a saved avsync run was trained on (None when it was trained on clips)."""
+    path = Path(run)
+    path = path / "avsync.pt" if path.is_dir() else path
+    if not path.is_file():
+        raise FlowprepError(f"no avsync checkpoint at {path}: train one with `flowprep train --task avsync`")
+    return torch.load(path, map_location="cpu", weights_only=True).get("shards")
+
+
 @torch.no_grad()
 def pair_distances(model: AVSyncNet, pairs: AVSyncPairs, batch_size: int = 64,
                    device: str | torch.device = "cpu") -> tuple[np.ndarray, np.ndarray]:

@@ -18,6 +18,9 @@ Train a lipreading network on a shard folder. Examples (the seed paper's ablatio
   flowprep train --shards shards/ --out runs/r3d-2s-tcn --backend tcn
   flowprep train --shards shards/ --out runs/r3d-late --fusion scores
   flowprep train --shards shards/ --out runs/i3d-2s --resume          # continue after an interruption
+  flowprep train --shards shards/ --out runs/gray-heat --streams gray,heatmap --fusion conv --fusion-stage 2
+  flowprep train --shards shards/ --out runs/lateral --streams gray,flow --fusion scores --lateral
+  flowprep train --task avsync --shards av_shards/ --out runs/avsync --hard-k 8   # needs `build --audio`
 
 The run folder gets last.pt, best.pt, config.json, metrics.csv, steps.csv and tb/ (TensorBoard)."""
 
@@ -32,6 +35,9 @@ def add_train_parsers(sub) -> None:
                        description=TRAIN_HELP, formatter_class=_Help)
     t.add_argument("--shards", required=True, help="a shard folder written by `flowprep build`")
     t.add_argument("--out", required=True, help="the run folder (checkpoints, metrics, TensorBoard)")
+    t.add_argument("--task", default="lipread", choices=["lipread", "avsync"],
+                   help="lipread: word classification; avsync: coupled audio/video 3D CNNs that tell in-sync "
+                        "from shifted audio (contrastive loss; shards built with --audio)")
     t.add_argument("--frontend", default=d.frontend, choices=FRONTENDS, help="3D-CNN front-end of each stream")
     t.add_argument("--backend", default=d.backend, choices=BACKENDS, help="temporal back-end")
     t.add_argument("--streams", default=",".join(d.streams),
@@ -67,6 +73,12 @@ def add_train_parsers(sub) -> None:
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--json", action="store_true", help="print the summary as JSON")
+    av = t.add_argument_group("avsync task")
+    av.add_argument("--shift-s", type=float, default=0.5, help="audio offset of impostor pairs, seconds")
+    av.add_argument("--window", type=int, default=9, help="video frames per window")
+    av.add_argument("--hard-k", type=int, default=None,
+                    help="online hard-pair selection: train on the k hardest genuine and k hardest impostor pairs "
+                         "of each batch (default: every pair)")
     t.set_defaults(func=_cmd_train)
 
     e = sub.add_parser("eval", help="top-1/top-5 and the most confused words of a trained run",
@@ -83,6 +95,8 @@ def add_train_parsers(sub) -> None:
     e.add_argument("--top", type=int, default=10, help="confused pairs to print")
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
     e.add_argument("--json", action="store_true", help="print the result as JSON")
+    e.add_argument("--task", default="lipread", choices=["lipread", "avsync"],
+                   help="avsync: EER and AUC of in-sync vs shifted-audio pairs on every window of the split")
     e.set_defaults(func=_cmd_eval)
 
     # `flowprep bench train`, next to `bench build` and `bench read` (flowprep/bench.py)
@@ -107,9 +121,40 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     )
 
 
+def _device(name: str) -> str:
+    import torch
+
+    return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
+
+
+def _train_avsync(args: argparse.Namespace) -> int:
+    from .avsync import AVSyncConfig, evaluate_avsync, train_avsync
+
+    d = AVSyncConfig()
+    cfg = AVSyncConfig(window=args.window, shift_s=args.shift_s, hard_k=args.hard_k, seed=args.seed,
+                       epochs=args.epochs if args.epochs != TrainConfig.epochs else d.epochs,
+                       batch_size=args.batch_size if args.batch_size != TrainConfig.batch_size else d.batch_size,
+                       lr=args.lr if args.lr != TrainConfig.lr else d.lr, device=_device(args.device))
+    summary = train_avsync(shards=args.shards, config=cfg, out=args.out, progress=not args.no_progress)
+    result = {"run": args.out, "steps": len(summary["losses"]), "final_loss": summary["losses"][-1],
+              "seconds": summary["seconds"], "windows": summary["windows"]}
+    from ..shards.manifest import Manifest
+
+    if "val" in Manifest.load(args.shards).splits():
+        result["val"] = {k: v for k, v in evaluate_avsync(args.out, shards=args.shards, split="val",
+                                                          device=cfg.device).items() if isinstance(v, (int, float))}
+    print(json.dumps(result, indent=1) if args.json else
+          f"{args.out}: {result['steps']} steps, final loss {result['final_loss']:.4f}"
+          + (f", val AUC {result['val']['auc']:.3f} EER {result['val']['eer']:.3f}" if "val" in result else ""),
+          file=None if args.json else sys.stderr)
+    return 0
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from .trainer import train
 
+    if args.task == "avsync":
+        return _train_avsync(args)
     summary = train(config_from_args(args))
     if args.json:
         print(json.dumps({k: v for k, v in summary.items() if k != "step_losses"}, indent=1))
@@ -133,6 +178,17 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     if args.top < 0:
         raise FlowprepError("--top must be 0 or more")
+    if args.task == "avsync":
+        from .avsync import evaluate_avsync, trained_on
+
+        result = evaluate_avsync(args.run, shards=args.shards or trained_on(args.run), split=args.split, device=_device(args.device),
+                                 out=args.run)
+        if args.json:
+            print(json.dumps({k: v for k, v in result.items() if isinstance(v, (int, float, str))}, indent=1))
+        else:
+            print(f"{args.run} on {args.split}: {result['pairs']} pairs, AUC {result['auc']:.4f}, "
+                  f"EER {result['eer']:.4f}, paired accuracy {result['paired_accuracy']:.4f}")
+        return 0
     result = evaluate(args.run, args.split, args.checkpoint, args.device, args.batch_size, args.workers, args.shards,
                       progress=not args.no_progress)
     if args.json:

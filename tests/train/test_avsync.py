@@ -3,6 +3,8 @@ training run on the real GRID clips that has to separate in-sync from shifted au
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -197,3 +199,41 @@ def test_avsync_learns_sync_on_grid_and_generalises_to_held_out_speakers(grid_av
     assert auc > auc0 + 0.08, report
     assert abs(auc0 - 0.5) < 0.1, report  # an untrained model is at chance
     assert all(r["auc"] > 0.55 for r in trained), report
+
+
+@pytest.fixture(scope="module")
+def grid_av_shards(grid_dir, tmp_path_factory):
+    """The six GRID clips built with --audio by the real pipeline (Ray, dlib, ffmpeg, DIS)."""
+    import shutil
+
+    from flowprep.build import build
+    from flowprep.config import BuildConfig, FlowConfig
+
+    src = tmp_path_factory.mktemp("grid_av_src")
+    for path in media.grid_clips():
+        shutil.copy(path, src / path.name)
+    out = tmp_path_factory.mktemp("grid_av_shards")
+    cfg = BuildConfig(layout="folder", flow=FlowConfig(backend="dis", preset="ultrafast"), audio=True, workers=2)
+    report = build(src, out, cfg, progress=False)
+    assert report.clips == len(media.grid_clips()) and report.failed == 0
+    return out
+
+
+def test_commands_train_and_eval_the_avsync_task_from_audio_shards(grid_av_shards, tmp_path, capsys):
+    """`flowprep train --task avsync` reads mouth crops + audio from real shards, trains with hard-pair
+    selection, saves a weights-only checkpoint; `flowprep eval --task avsync` finds the shards from it."""
+    from flowprep.cli import main as cli_main
+
+    run = tmp_path / "avsync"
+    assert cli_main(["train", "--task", "avsync", "--shards", str(grid_av_shards), "--out", str(run),
+                     "--epochs", "2", "--batch-size", "16", "--hard-k", "4", "--device", "cpu", "--json",
+                     "--no-progress"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["steps"] > 0 and np.isfinite(summary["final_loss"]) and summary["windows"] > 100
+    state = torch.load(run / "avsync.pt", weights_only=True)
+    assert state["config"]["hard_k"] == 4 and state["shards"] == str(grid_av_shards)
+    assert cli_main(["eval", "--task", "avsync", "--run", str(run), "--split", "train", "--device", "cpu",
+                     "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert 0.0 <= result["auc"] <= 1.0 and 0.0 <= result["eer"] <= 1.0 and result["pairs"] > 100
+    assert (run / "avsync-eval-train.json").is_file()
