@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 from flowprep.build import build
-from flowprep.build.executor import RayExecutor
 from flowprep.cli import _parser, config_from_args
 from flowprep.config import BuildConfig, FlowConfig
 from flowprep.dataset import ShardDataset, ShardFile
@@ -26,14 +25,6 @@ PER_FRAME = int(RATE / av.FPS)
 CFG = BuildConfig(layout="folder", flow=FlowConfig(backend="dis", preset="ultrafast"), shard_size=8, workers=2,
                   audio=True)
 GRID_USED = 1  # GRID clips put into the build when the folder is there
-
-
-@pytest.fixture(scope="module")
-def ray_cluster():
-    ex = RayExecutor(num_cpus=2)
-    ex.start()
-    yield ex
-    ex.close()
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -16,7 +15,6 @@ import numpy as np
 import pytest
 
 from flowprep.build import build
-from flowprep.build.executor import RayExecutor
 from flowprep.cli import main as cli_main
 from flowprep.config import BuildConfig, FlowConfig
 from flowprep.dataset import ShardDataset, ShardFile
@@ -25,15 +23,6 @@ from flowprep.flow import get_backend
 from tests import media
 
 DIS = BuildConfig(flow=FlowConfig(backend="dis", preset="medium"), shard_size=3, workers=2)
-
-
-@pytest.fixture(scope="module")
-def ray_cluster():
-    """One real local Ray cluster for the module (starting one takes ~5 s)."""
-    ex = RayExecutor(num_cpus=2)
-    ex.start()
-    yield ex
-    ex.close()
 
 
 @pytest.fixture(scope="module")

@@ -77,13 +77,7 @@ def test_score_fusion_averages_two_heads_and_feature_fusion_concatenates():
 def resnet18_file(tmp_path_factory):
     """A torchvision resnet18 state_dict with random weights and random batch-norm statistics."""
     torch.manual_seed(1)
-    net = torchvision.models.resnet18()
-    for m in net.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.2, 0.2)
-            m.running_mean.uniform_(-0.2, 0.2)
-            m.running_var.uniform_(0.5, 2.0)
+    net = _random_bn(torchvision.models.resnet18())
     path = tmp_path_factory.mktemp("weights") / "resnet18.pth"
     torch.save(net.state_dict(), path)
     return path, net.eval()
