@@ -17,8 +17,6 @@ from pathlib import Path
 import pytest
 
 from flowprep.dataset import ShardFile
-from flowprep.build.executor import RayExecutor
-from flowprep.build.runner import _check_shared_out
 from flowprep.errors import EXIT_OK
 from tests.raycluster import LOOPBACK_ENV, REPO, LoopbackCluster
 
@@ -109,16 +107,33 @@ def test_build_spreads_over_every_node(cluster, cluster_build, lrw_tree):
     assert "build on 2 nodes: 100%" in stderr and f"{len(expected)}/{len(expected)}" in stderr  # one bar, both nodes
 
 
-@pytest.mark.timeout(60)
-def test_every_node_is_reached_and_sees_the_output(cluster, tmp_path, monkeypatch):
+# Run as a driver of its own, as the CLI is: a pytest process that already ran embedded local
+# clusters can hang connecting to another one.
+PROBE_SCRIPT = r"""
+import json, os, sys
+from pathlib import Path
+
+from flowprep.build.executor import RayExecutor
+from flowprep.build.runner import _check_shared_out
+
+with RayExecutor(address=sys.argv[1]) as ex:
+    pids = ex.on_each_node(os.getpid)
+    _check_shared_out(ex, Path(sys.argv[2]), nodes=len(pids))
+print(json.dumps({"driver": os.getpid(), "pids": pids}))
+"""
+
+
+@pytest.mark.timeout(120)
+def test_every_node_is_reached_and_sees_the_output(cluster, tmp_path):
     """The check behind "--out must be shared": a probe written by the driver is read back on each node."""
-    monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    with RayExecutor(address=cluster.address) as ex:
-        pids = ex.on_each_node(os.getpid)
-        assert {label.rsplit("/", 1)[1] for label in pids} == {node_id[:8] for node_id in cluster.node_ids}
-        assert len(set(pids.values())) == 2 and os.getpid() not in pids.values()  # ran on the nodes, not here
-        _check_shared_out(ex, tmp_path, nodes=2)  # one filesystem: passes
-    assert not list(tmp_path.iterdir())  # and leaves no probe behind
+    done = subprocess.run([sys.executable, "-c", PROBE_SCRIPT, cluster.address, str(tmp_path)], capture_output=True,
+                          text=True, timeout=100, cwd=REPO, env={**os.environ, **LOOPBACK_ENV})
+    assert done.returncode == 0, done.stderr[-2000:]
+    seen = json.loads(done.stdout)
+    pids = seen["pids"]
+    assert {label.rsplit("/", 1)[1] for label in pids} == {node_id[:8] for node_id in cluster.node_ids}
+    assert len(set(pids.values())) == 2 and seen["driver"] not in pids.values()  # ran on the nodes
+    assert not list(tmp_path.iterdir())  # one filesystem: the check passed and left no probe behind
 
 
 @pytest.mark.timeout(120)
