@@ -25,10 +25,14 @@ LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}  # keep 127.0.0.1 as 1
 # addresses, then obey one command per line on stdin ("kill N": SIGKILL every process of node N,
 # the head being 0). EOF stops the cluster.
 NODES_SCRIPT = r"""
-import json, sys
+import json, os, sys
+from ray._private.utils import get_ray_address_file
 from ray.cluster_utils import Cluster
 
 spec = json.loads(sys.argv[1])
+# Cluster writes the head's address under Ray's default temp dir whatever temp_dir says, and fails
+# where no Ray ran before on this machine (a fresh CI box): make that folder first.
+os.makedirs(os.path.dirname(get_ray_address_file(None)), exist_ok=True)
 node = dict(node_ip_address="127.0.0.1", include_dashboard=False)
 head_cpus, *worker_cpus = spec["cpus"]
 cluster = Cluster(initialize_head=True, head_node_args={**node, "num_cpus": head_cpus, "temp_dir": spec["temp_dir"]})
