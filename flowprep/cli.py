@@ -166,7 +166,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
     for line in report.lines():
         print(line, file=sys.stderr)
     if args.json:
-        rates = {"frames_per_s": report.frames_per_s, "steady_frames_per_s": report.steady_frames_per_s}
+        rates = {"frames_per_s": report.frames_per_s, "steady_frames_per_s": report.steady_frames_per_s,
+                 "stage_balance": report.stage_balance}
         print(json.dumps({**asdict(report), **rates, "exit_code": report.exit_code}, indent=1))
     return report.exit_code
 

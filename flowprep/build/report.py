@@ -22,6 +22,8 @@ class BuildReport:
     last_clip_s: float = 0.0  # when the last clip finished (before the final shard writes)
     stage_seconds: dict[str, float] = field(default_factory=dict)
     nodes: dict[str, int] = field(default_factory=dict)
+    cpus: int = 0  # the cluster's CPUs
+    flow_actors: int = 0  # flow in a stage of its own (PWC-Net actors, one per GPU); 0: inside the crop tasks
     shard_errors: list[str] = field(default_factory=list)
     total_failed: int = 0  # over the whole output folder, earlier runs included
     complete: bool = False
@@ -38,6 +40,23 @@ class BuildReport:
         if self.clips < 2 or span <= 0:
             return self.frames_per_s
         return self.frames * (self.clips - 1) / self.clips / span
+
+    @property
+    def stage_balance(self) -> dict[str, float] | None:
+        """Which side of a build with flow actors waits for the other. Each side's capacity is the
+        frames/s its busy time allows on the workers it has (the flow actors each hold a CPU, the crop
+        tasks get the rest); the slower side sets the build's pace and the other idles."""
+        flow_s = self.stage_seconds.get("flow_s", 0.0)
+        cpu_s = sum(self.stage_seconds.get(k, 0.0) for k in ("decode_s", "audio_s", "roi_s"))
+        if not self.flow_actors or not self.frames or flow_s <= 0 or cpu_s <= 0:
+            return None
+        crop_workers = max(1, self.cpus - self.flow_actors)
+        span = self.last_clip_s or self.seconds
+        return {
+            "flow_frames_per_s": self.frames * self.flow_actors / flow_s,
+            "cpu_frames_per_s": self.frames * crop_workers / cpu_s,
+            "flow_busy": min(1.0, flow_s / (self.flow_actors * span)) if span > 0 else 0.0,
+        }
 
     @property
     def bytes_per_clip(self) -> float:
@@ -59,6 +78,14 @@ class BuildReport:
         if self.frames and self.stage_seconds:
             per = ", ".join(f"{k.removesuffix('_s')} {1000 * v / self.frames:.2f}" for k, v in self.stage_seconds.items())
             out.append(f"worker time per frame (ms): {per}")
+        balance = self.stage_balance
+        if balance:
+            waits = "flow waits for the CPU stages" if balance["flow_frames_per_s"] >= balance["cpu_frames_per_s"] \
+                else "the CPU stages wait for flow"
+            out.append(f"flow stage ({self.flow_actors} actor(s)) busy {100 * balance['flow_busy']:.0f}% of the build; "
+                       f"capacity: flow {balance['flow_frames_per_s']:.0f} frames/s, CPU stages "
+                       f"{balance['cpu_frames_per_s']:.0f} frames/s on {max(1, self.cpus - self.flow_actors)} CPU(s): "
+                       f"{waits}")
         if len(self.nodes) > 1:
             out.append("clips per node: " + ", ".join(f"{n} {c}" for n, c in sorted(self.nodes.items())))
         if self.total_failed:

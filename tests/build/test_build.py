@@ -184,6 +184,13 @@ def test_pwcnet_build_through_the_flow_actor(tmp_path, lrw_src, ray_cluster):
     out = tmp_path / "out"
     report = build(lrw_src, out, cfg, progress=False, executor=ray_cluster)
     assert report.exit_code == EXIT_OK and report.clips == 1
+    # the summary says which stage set the pace: both capacities from the stages' own busy time
+    balance = report.stage_balance
+    assert report.flow_actors == 1 and balance["flow_frames_per_s"] > 0 and balance["cpu_frames_per_s"] > 0
+    assert 0 < balance["flow_busy"] <= 1
+    line = next(ln for ln in report.lines() if ln.startswith("flow stage (1 actor(s)) busy"))
+    # PWC-Net on one CPU thread is far slower than decode + landmarks: here the CPU stages wait
+    assert balance["flow_frames_per_s"] < balance["cpu_frames_per_s"] and line.endswith("the CPU stages wait for flow")
     manifest = json.loads((out / "manifest.json").read_text())
     info = manifest["flow_backend"]
     assert info["name"] == "pwcnet" and info["device"] == "cpu" and info["actors"] == 1
