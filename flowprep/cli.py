@@ -110,6 +110,9 @@ def _add_build_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dis-preset", default=f.preset, choices=["ultrafast", "fast", "medium"], help="DIS preset")
     p.add_argument("--flow-dtype", default=f.dtype, choices=["int8", "int16", "float16"], help="stored flow type")
     p.add_argument("--flow-scale", type=float, default=f.scale, help="pixels per stored flow unit (int types)")
+    p.add_argument("--flow-precision", default=f.precision, choices=["fp32", "bf16", "fp16"],
+                   help="PWC-Net arithmetic: bf16/fp16 autocast is several times faster on GPUs and on CPUs with "
+                        "AMX (fp16: CUDA only) and moves the flow slightly (see README: Flow backends)")
     p.add_argument("--device", default=f.device, choices=["auto", "cpu", "cuda"], help="where PWC-Net runs")
     p.add_argument("--batch-pairs", type=int, default=f.batch_pairs, help="frame pairs per PWC-Net forward pass")
     p.add_argument("--detector", default=r.detector, choices=["hog", "cnn"], help="dlib face detector")
@@ -138,7 +141,10 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
         batch_pairs=args.batch_pairs,
         dtype=args.flow_dtype,
         scale=args.flow_scale,
+        precision=args.flow_precision,
     )
+    if flow.precision != "fp32" and flow.backend != "pwcnet":
+        raise FlowprepError(f"--flow-precision {flow.precision} applies to --flow pwcnet only")
     if args.shard_size < 1:
         raise FlowprepError("--shard-size must be at least 1")
     if args.workers is not None and args.workers < 1:

@@ -19,3 +19,13 @@ def test_round_trip_through_dict():
     cfg = BuildConfig(layout="grid", roi=RoiConfig(detector="cnn"), flow=FlowConfig(backend="farneback"))
     again = BuildConfig.from_dict(cfg.to_dict())
     assert again == cfg and again.fingerprint() == cfg.fingerprint()
+
+
+def test_flow_precision_is_in_the_fingerprint_only_when_it_is_not_fp32():
+    # fp32 builds keep the fingerprint they had before the option existed (resume into old folders)
+    assert BuildConfig().fingerprint() == "d14f20e66b5c6fd5"
+    assert "precision" not in BuildConfig().output_dict()["flow"]
+    bf16 = BuildConfig(flow=FlowConfig(precision="bf16"))
+    assert bf16.output_dict()["flow"]["precision"] == "bf16"
+    assert len({bf16.fingerprint(), BuildConfig().fingerprint(),
+                BuildConfig(flow=FlowConfig(precision="fp16")).fingerprint()}) == 3

@@ -62,7 +62,8 @@ def make_flow_backend(flow: FlowConfig):
     from ..flow import get_backend
 
     if flow.backend == "pwcnet":
-        return get_backend("pwcnet", ckpt=flow.ckpt, device=flow.device, batch_pairs=flow.batch_pairs)
+        return get_backend("pwcnet", ckpt=flow.ckpt, device=flow.device, batch_pairs=flow.batch_pairs,
+                           dtype=flow.precision)
     if flow.backend == "dis":
         return get_backend("dis", preset=flow.preset)
     return get_backend(flow.backend)
