@@ -209,6 +209,7 @@ def flow_bench(
                         torch.cuda.empty_cache()
                 log(f"round {r + 1}/{rounds} {c.label:<16} threads {c.threads} batch {c.batch:>4} {c.dtype}: "
                     + (c.error or f"{1 / c.times[-1]:.1f} pairs/s"))
+        deviation = _deviation(cases, backend_for, path, dev, prev, nxt) if path else {}
 
     ref = {c.threads: statistics.median(c.times) for c in cases if c.impl == "ptlflow" and c.times}
     out = []
@@ -221,7 +222,8 @@ def flow_bench(
                        rounds_pairs_per_s=[round(1 / t, 2) for t in c.times],
                        peak_mib=round(c.peak_mib, 1), added_mib=round(c.peak_mib - c.base_mib, 1),
                        vs_ptlflow_per_pair=round(statistics.median(c.ratios), 2) if c.ratios else None,
-                       vs_ptlflow_of_medians=round(ref[c.threads] / per_pair, 2) if c.threads in ref else None)
+                       vs_ptlflow_of_medians=round(ref[c.threads] / per_pair, 2) if c.threads in ref else None,
+                       epe_vs_ptlflow_px=deviation.get(id(c)))
         out.append(row)
     return {
         "device": dev,
@@ -231,8 +233,29 @@ def flow_bench(
         "channels_last": channels_last,
         "peak_memory": "torch.cuda.max_memory_allocated" if cuda else "peak RSS of the process (VmHWM)",
         "ptlflow_reference": "ptlflow's forward, one pair per call, at the same thread count",
+        "deviation": f"mean end-point difference (px) from ptlflow's fp32 forward on {DEVIATION_PAIRS} of the pairs",
         "cases": out,
     }
+
+
+DEVIATION_PAIRS = 8
+
+
+def _deviation(cases: list[Case], backend_for, path: str, dev: str, prev, nxt) -> dict[int, float]:
+    """How far each PWC-Net configuration's flow is from ptlflow's fp32 forward on the same pairs
+    (reduced precision shows here; fp32 configurations should read ~1e-5)."""
+    import torch
+
+    from . import get_backend
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    a, b = prev[:DEVIATION_PAIRS], nxt[:DEVIATION_PAIRS]
+    reference = get_backend("pwcnet", ckpt=path, device=dev, impl="ptlflow")(a, b)
+    out = {}
+    for c in cases:
+        if c.backend == "pwcnet" and not c.error:
+            out[id(c)] = round(float(np.linalg.norm(backend_for(c)(a, b) - reference, axis=1).mean()), 5)
+    return out
 
 
 def _cpu_name() -> str:
@@ -249,14 +272,16 @@ def print_table(figures: dict, file=sys.stdout) -> None:
     print(f"flow at {SIZE}x{SIZE} on {figures['device']} ({figures['device_name']}), torch {figures['torch']}, "
           f"PWC-Net weights: {figures['weights']}, channels_last={figures['channels_last']}", file=file)
     print(f"{'backend':<22}{'threads':>8}{'batch':>7}{'dtype':>6}{'pairs/s':>10}{'ms/pair':>10}"
-          f"{'x ptlflow':>10}{'peak MiB':>10}{'+MiB':>7}   pairs/s per round", file=file)
+          f"{'x ptlflow':>10}{'peak MiB':>10}{'+MiB':>7}{'EPE px':>9}   pairs/s per round", file=file)
     for r in figures["cases"]:
         if r.get("error"):
             print(f"{r['backend']:<22}{r['threads']:>8}{r['batch']:>7}{r['dtype']:>6}   {r['error']}", file=file)
             continue
         vs = f"{r['vs_ptlflow_per_pair']:.2f}" if r.get("vs_ptlflow_per_pair") is not None else "-"
+        epe = f"{r['epe_vs_ptlflow_px']:.4f}" if r.get("epe_vs_ptlflow_px") is not None else "-"
         print(f"{r['backend']:<22}{r['threads']:>8}{r['batch']:>7}{r['dtype']:>6}{r['pairs_per_s']:>10.1f}"
-              f"{r['ms_per_pair']:>10.2f}{vs:>10}{r['peak_mib']:>10.0f}{r['added_mib']:>7.0f}   "
+              f"{r['ms_per_pair']:>10.2f}{vs:>10}{r['peak_mib']:>10.0f}{r['added_mib']:>7.0f}{epe:>9}   "
               + " ".join(f"{v:.1f}" for v in r["rounds_pairs_per_s"]), file=file)
     print(f"x ptlflow: median over rounds of the speed-up against {figures['ptlflow_reference']}, measured "
-          f"in the same round; peak memory: {figures['peak_memory']} (+MiB: above what was in use before)", file=file)
+          f"in the same round; peak memory: {figures['peak_memory']} (+MiB: above what was in use before); "
+          f"EPE px: {figures['deviation']}", file=file)
