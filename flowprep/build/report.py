@@ -55,6 +55,7 @@ class BuildReport:
         return {
             "flow_frames_per_s": self.frames * self.flow_actors / flow_s,
             "cpu_frames_per_s": self.frames * crop_workers / cpu_s,
+            "cpu_workers": crop_workers,
             "flow_busy": min(1.0, flow_s / (self.flow_actors * span)) if span > 0 else 0.0,
         }
 
@@ -84,7 +85,7 @@ class BuildReport:
                 else "the CPU stages wait for flow"
             out.append(f"flow stage ({self.flow_actors} actor(s)) busy {100 * balance['flow_busy']:.0f}% of the build; "
                        f"capacity: flow {balance['flow_frames_per_s']:.0f} frames/s, CPU stages "
-                       f"{balance['cpu_frames_per_s']:.0f} frames/s on {max(1, self.cpus - self.flow_actors)} CPU(s): "
+                       f"{balance['cpu_frames_per_s']:.0f} frames/s on {balance['cpu_workers']} CPU(s): "
                        f"{waits}")
         if len(self.nodes) > 1:
             out.append("clips per node: " + ", ".join(f"{n} {c}" for n, c in sorted(self.nodes.items())))
