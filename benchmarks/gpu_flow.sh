@@ -4,8 +4,8 @@
 # 1. pairs/s at 112x112 per batch size and dtype (fp32, fp16, bf16) with ptlflow's per-pair call as
 #    the reference, and peak GPU memory; 2. a real build of SRC (default: the GRID test clips) with
 #    PWC-Net in fp16 on the GPU, whose summary says which stage waited for the other.
-# Weights: ptlflow's 'things' checkpoint when cached, else a seeded random one (speed does not
-# depend on the values).
+# Weights: the bench takes ptlflow's 'things' checkpoint when cached, else a seeded random one; the
+# build always takes the seeded random one (speed does not depend on the values).
 set -euo pipefail
 src=${1:-"$(dirname "$0")/../../shared/data/grid"}
 out=${2:-"${OUT:-/tmp}/gpu-flow"}

@@ -244,11 +244,8 @@ DEVIATION_PAIRS = 8
 def _deviation(cases: list[Case], backend_for, path: str, dev: str, prev, nxt) -> dict[int, float]:
     """How far each PWC-Net configuration's flow is from ptlflow's fp32 forward on the same pairs
     (reduced precision shows here; fp32 configurations should read ~1e-5)."""
-    import torch
-
     from . import get_backend
 
-    torch.set_num_threads(os.cpu_count() or 1)
     a, b = prev[:DEVIATION_PAIRS], nxt[:DEVIATION_PAIRS]
     reference = get_backend("pwcnet", ckpt=path, device=dev, impl="ptlflow")(a, b)
     out = {}
