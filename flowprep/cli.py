@@ -73,13 +73,17 @@ def _parser() -> argparse.ArgumentParser:
     v = sub.add_parser("verify", help="check every shard against the manifest (checksums, shapes, offsets)",
                        description="Recompute checksums and check every shard; exit 1 naming each problem.")
     v.add_argument("root", help="a shard folder written by `flowprep build`")
-    v.add_argument("--no-checksums", action="store_true", help="skip sha256 (faster on large folders)")
+    v.add_argument("--no-checksums", action="store_true",
+                   help="skip sha256 (faster on large folders; a shard modified in place then passes)")
     v.set_defaults(func=_cmd_verify)
 
     st = sub.add_parser("stats", help="clips per split and label, QC distributions, bytes per clip",
                         description="Summarise a shard folder.")
     st.add_argument("root", help="a shard folder written by `flowprep build`")
     st.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    st.add_argument("--allow-incomplete", action="store_true",
+                    help="summarise a folder whose build did not finish (refused otherwise: its figures would "
+                         "describe part of the data as if it were all)")
     st.set_defaults(func=_cmd_stats)
 
     pv = sub.add_parser("preview", help="contact sheet PNG: crops, colour-coded flow and QC per clip",
@@ -202,14 +206,16 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     problems = verify(args.root, checksums=not args.no_checksums)
     for problem in problems:
         print(f"BAD {problem}")
-    print(f"{args.root}: {'OK' if not problems else f'{len(problems)} problem(s)'}", file=sys.stderr)
+    skipped = (", sha256 NOT checked (--no-checksums): shards were checked for size and structure only, a byte "
+               "changed in place would pass") if args.no_checksums else ""
+    print(f"{args.root}: {'OK' if not problems else f'{len(problems)} problem(s)'}{skipped}", file=sys.stderr)
     return 1 if problems else 0
 
 
 def _cmd_stats(args: argparse.Namespace) -> int:
     from .shards.stats import format_stats, shard_stats
 
-    stats = shard_stats(args.root)
+    stats = shard_stats(args.root, allow_incomplete=args.allow_incomplete)
     print(json.dumps(stats, indent=1) if args.json else format_stats(stats))
     return 0
 

@@ -8,6 +8,7 @@ cluster build and it can die at any moment without leaving a shard that looks co
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import time
 import uuid
@@ -20,7 +21,9 @@ from tqdm.auto import tqdm
 from .. import __version__
 from ..config import BuildConfig
 from ..errors import FlowprepError
-from ..shards.layout import FAILURES_NAME, FORMAT_VERSION, MANIFEST_NAME, SHARD_SUFFIX
+from ..files import TMP_SUFFIX, fsync_dir
+from ..shards.layout import FAILURES_NAME, FORMAT_VERSION, MANIFEST_NAME, is_shard_name
+from ..shards.lock import BuildLock
 from ..shards.manifest import Manifest
 from ..sources import discover
 from . import stages
@@ -30,6 +33,7 @@ from .report import BuildReport
 
 # Clips per flow call = batch_pairs / this: LRW clips have 28 pairs; longer clips just make bigger calls.
 PAIRS_PER_CLIP = 28
+log = logging.getLogger(__name__)
 VERSIONED = ("flowprep", "torch", "ptlflow", "dlib-bin", "opencv-python", "h5py", "hdf5plugin", "ray", "numpy")
 
 
@@ -46,6 +50,13 @@ def build(
     src, out = Path(src).resolve(), Path(out).resolve()
     if not src.is_dir():
         raise FlowprepError(f"--src {src} is not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    with BuildLock(out):  # one build per folder, from before the first look at it to the last write
+        return _build_locked(src, out, cfg, overwrite, progress, executor)
+
+
+def _build_locked(src: Path, out: Path, cfg: BuildConfig, overwrite: bool, progress: bool,
+                  executor: RayExecutor | None) -> BuildReport:
     records = discover(src, cfg.layout)
     layout = records[0].source if records else cfg.layout
     if cfg.limit is not None:
@@ -57,7 +68,6 @@ def build(
         from ..flow.pwcnet import resolve_checkpoint
 
         resolve_checkpoint(cfg.flow.ckpt)  # fail in a second, with the fix, not after starting a cluster
-    out.mkdir(parents=True, exist_ok=True)
     manifest = _open_manifest(out, src, layout, cfg, overwrite)
     _remove_stale_temporaries(out)
     manifest.planned_clips = len(records)
@@ -108,20 +118,34 @@ def _open_manifest(out: Path, src: Path, layout: str, cfg: BuildConfig, overwrit
 
 
 def _clear(out: Path) -> None:
-    """Remove what flowprep wrote in ``out`` (and nothing else)."""
+    """Remove what flowprep wrote in ``out`` (and nothing else). Runs under the build lock."""
     for path in out.iterdir():
-        if path.suffix == SHARD_SUFFIX or path.name in (MANIFEST_NAME, FAILURES_NAME) or path.name.endswith(".tmp"):
+        if is_shard_name(path.name) or path.name in (MANIFEST_NAME, FAILURES_NAME) or _is_temporary(path.name):
             path.unlink()
+    fsync_dir(out)
+
+
+def _is_temporary(name: str) -> bool:
+    return name.startswith(".") and name.endswith(TMP_SUFFIX)
 
 
 def _remove_stale_temporaries(out: Path) -> None:
-    # A temporary shard is by construction incomplete: whoever wrote it died or is a duplicate.
-    for path in out.glob(".*.tmp"):
-        path.unlink(missing_ok=True)
+    """Remove every temporary in ``out``. Only under the build lock: no other build can own one then, and
+    this build's own writers start later (at start-up) or have all returned (at the end), so any
+    temporary belongs to an attempt that died. Writers are this build's tasks on any node of the
+    cluster, so the lock, not the temporary's name, tells who may be writing."""
+    for path in out.iterdir():
+        if _is_temporary(path.name):
+            path.unlink(missing_ok=True)
 
 
 def _reconcile(manifest: Manifest, plan: list[PlannedShard], out: Path) -> list[PlannedShard]:
-    """Keep committed shards that match the plan and exist; return the shards still to build."""
+    """Keep committed shards that match the plan and exist; return the shards still to build.
+
+    Every other shard file goes: a shard of an earlier plan (its source has fewer clips now, or other
+    ones), a committed shard whose planned clips changed, or one placed by a build killed before it
+    committed. The manifest is saved without them first, so a crash in between leaves no entry
+    without its file. A writer never replaces a file in place, so this is what lets it write."""
     planned = {p.name: p for p in plan}
     keep = []
     for entry in manifest.shards:
@@ -130,7 +154,18 @@ def _reconcile(manifest: Manifest, plan: list[PlannedShard], out: Path) -> list[
         if p is not None and p.plan_hash == entry.plan_hash and path.is_file() and path.stat().st_size == entry.bytes:
             keep.append(entry)
     manifest.shards = keep
+    manifest.save(out)  # also rewrites failures.jsonl from the manifest, should a crash have left it behind
     done = {e.name for e in keep}
+    removed = []
+    for path in sorted(out.iterdir()):
+        if is_shard_name(path.name) and path.name not in done:
+            path.unlink()
+            if path.name not in planned:
+                removed.append(path.name)
+    if removed:
+        log.warning("flowprep: removed %d shard(s) that the current plan does not contain (their source has fewer "
+                    "clips now): %s", len(removed), ", ".join(removed))
+    fsync_dir(out)
     return [p for p in plan if p.name not in done]
 
 

@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import FlowprepError
-from ..shards.files import file_sha256
+from ..files import file_sha256
 from ..shards.manifest import Manifest
 from .reader import ShardFile
 
@@ -32,11 +32,14 @@ class ShardDataset(Dataset):
         max_open: int = 8,
         flow_dtype: str = "float32",
         check_sha256: bool = False,
+        allow_incomplete: bool = False,
     ):
         self.root = Path(root)
         if not self.root.is_dir():
             raise FlowprepError(f"{self.root} is not a folder of shards")
         self.manifest = Manifest.load(self.root)
+        if not allow_incomplete:  # a half-built folder would train on a part of the data without a word
+            self.manifest.require_complete(self.root, "allow_incomplete=True")
         self.split = split
         self.streams = tuple(streams)
         self.transform = transform

@@ -23,7 +23,6 @@ forward, the reference the fast path is tested against (flow equal within float 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import urllib.request
@@ -35,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import FlowprepError
+from ..files import AtomicFile, file_sha256
 from .base import FlowBackend, register_backend
 
 # ptlflow's published weights for its "pwcnet" model, which is PWC-DC-Net (the paper's network,
@@ -90,26 +90,15 @@ def resolve_checkpoint(ckpt: str | os.PathLike | None, download: bool | None = N
 def _download(url: str, dest: Path) -> Path:
     """Fetch ``url`` to ``dest`` atomically, checking the sha256 prefix its name carries."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
-    try:
+    # concurrent downloads each finish a whole file; the last rename wins
+    with AtomicFile(dest) as tmp:
         with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response, open(tmp, "wb") as fh:
             while block := response.read(1 << 20):
                 fh.write(block)
         expected = _HASH_IN_NAME.search(dest.name)
         if expected and not file_sha256(tmp).startswith(expected.group(1)):
             raise ValueError(f"{url} does not match the checksum in its name ({expected.group(1)}...)")
-        os.replace(tmp, dest)  # concurrent downloads each finish a whole file; the last rename wins
-    finally:
-        tmp.unlink(missing_ok=True)
     return dest
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _ptlflow():

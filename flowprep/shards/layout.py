@@ -25,6 +25,8 @@ so old readers ignore them and new ones find them by name. Adding one needs no n
 
 from __future__ import annotations
 
+import re
+
 FORMAT_VERSION = 1
 SHARD_SUFFIX = ".h5"
 MANIFEST_NAME = "manifest.json"
@@ -35,8 +37,20 @@ PER_FRAME = ("gray", "landmarks", "affine")
 AUDIO_DATASETS = ("audio", "audio_offset", "audio_start")
 
 
+# what shard_name makes: a split (letters, digits, _ . -) and a five-digit index; never a path
+_SHARD_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*-\d{5}\.h5")
+
+
 def shard_name(split: str, index: int) -> str:
-    return f"{split}-{index:05d}{SHARD_SUFFIX}"
+    name = f"{split}-{index:05d}{SHARD_SUFFIX}"
+    if not is_shard_name(name):
+        raise ValueError(f"split {split!r} cannot name a shard file: use letters, digits, '_', '.' and '-'")
+    return name
+
+
+def is_shard_name(name: object) -> bool:
+    """A plain shard file name (``train-00003.h5``): no folder part, no '..', not hidden."""
+    return isinstance(name, str) and _SHARD_NAME.fullmatch(name) is not None
 
 
 def compression_options(name: str, level: int) -> dict:

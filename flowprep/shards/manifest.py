@@ -4,10 +4,19 @@ The manifest is the commit record: a shard exists for readers and reruns only on
 here, and the entry is written only after the shard's file was renamed into place. Both files
 are rewritten whole through a temporary file and a rename, so a crash leaves the previous
 version, never half of one.
+
+The failures live in the manifest (each shard entry carries its own); failures.jsonl is a copy
+derived from it for people and tools, written after the manifest. A crash between the two writes
+leaves an older failures.jsonl: `verify` reports it and a rerun rewrites it before anything else,
+so the two can never disagree silently, and the manifest never lacks a failure it should hold.
+
+Names in a manifest come from a file, so they are checked on load: a shard name must be a plain
+file name in the folder, never a path.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -15,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FlowprepError
-from .files import atomic_write_text
-from .layout import FAILURES_NAME, FORMAT_VERSION, MANIFEST_NAME
+from ..files import atomic_write_text
+from .layout import FAILURES_NAME, FORMAT_VERSION, MANIFEST_NAME, is_shard_name
 
 
 @dataclass
@@ -90,9 +99,30 @@ class Manifest:
         return {"gray_mean": mean, "gray_std": std or 1.0, "flow_std": flow_std or 1.0}
 
     @property
+    def missing_clips(self) -> int:
+        """Planned clips that are neither stored nor recorded as failed (0 for a finished build)."""
+        totals = self.totals()
+        return max(0, self.planned_clips - totals["clips"] - totals["failed"])
+
+    @property
     def complete(self) -> bool:
-        done = sum(s.clips + s.failed for s in self.shards)
-        return done == self.planned_clips
+        totals = self.totals()
+        return self.planned_clips > 0 and totals["clips"] + totals["failed"] == self.planned_clips
+
+    def require_complete(self, root: str | Path, allow_flag: str) -> None:
+        """Refuse a half-built folder: readers would see fewer clips than planned without knowing."""
+        if self.complete:
+            return
+        totals = self.totals()
+        raise FlowprepError(
+            f"{root} is an incomplete build: {self.missing_clips} of {self.planned_clips} planned clips are missing "
+            f"(an interrupted or still running `flowprep build`). Rerun the same build command to finish it, "
+            f"or pass {allow_flag} to use the {totals['clips']} clips committed so far."
+        )
+
+    def failures_jsonl(self) -> str:
+        """The text failures.jsonl must hold: one JSON line per failure, in the manifest's order."""
+        return "".join(json.dumps(f) + "\n" for f in self.failures)
 
     def entry(self, name: str) -> ShardEntry | None:
         return next((s for s in self.shards if s.name == name), None)
@@ -114,10 +144,19 @@ class Manifest:
         self.save(out_dir)
 
     def save(self, out_dir: str | Path) -> None:
+        """Write manifest.json, then failures.jsonl derived from it (see the module's note)."""
         out_dir = Path(out_dir)
         self.updated = time.time()
-        atomic_write_text(out_dir / FAILURES_NAME, "".join(json.dumps(f) + "\n" for f in self.failures))
-        atomic_write_text(out_dir / MANIFEST_NAME, json.dumps(self.to_json(), indent=1) + "\n")
+        for name, text in ((MANIFEST_NAME, json.dumps(self.to_json(), indent=1) + "\n"),
+                           (FAILURES_NAME, self.failures_jsonl())):
+            try:
+                atomic_write_text(out_dir / name, text)
+            except OSError as exc:
+                fix = "free some space" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "fix that"
+                raise FlowprepError(
+                    f"cannot write {out_dir / name}: {exc.strerror or exc}. Nothing half-written was left; "
+                    f"{fix} and rerun the same command: committed shards are kept and the build resumes."
+                ) from None
 
     @classmethod
     def load(cls, out_dir: str | Path) -> "Manifest":
@@ -135,6 +174,18 @@ class Manifest:
             )
         for derived in ("totals", "splits", "complete", "stats"):
             data.pop(derived, None)
-        data["shards"] = [ShardEntry(**s) for s in data.get("shards", [])]
-        return cls(**data)
+        try:
+            data["shards"] = [ShardEntry(**s) for s in data.get("shards", [])]
+            manifest = cls(**data)
+        except TypeError as exc:
+            raise FlowprepError(f"{path} does not have the fields of a flowprep manifest ({exc}); "
+                                "rebuild with `flowprep build --overwrite`") from None
+        for entry in manifest.shards:
+            if not is_shard_name(entry.name):
+                raise FlowprepError(
+                    f"{path} lists a shard {entry.name!r} that is not a plain shard file name in its folder: the "
+                    "manifest was altered or damaged; flowprep reads only files inside the folder. Rebuild with "
+                    "`flowprep build --overwrite`."
+                )
+        return manifest
 

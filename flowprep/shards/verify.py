@@ -1,7 +1,8 @@
 """`flowprep verify`: is every shard the manifest lists present, intact and well-formed?
 
-Each problem is one line naming the file and what is wrong with it; no problem means the folder
-is exactly what the build committed.
+Each problem is one line naming the file and what is wrong with it, with what to do; no problem
+means the folder is exactly what the build committed, and the build ran to its end: a folder
+whose build was interrupted is a problem too, however sound each of its shards.
 """
 
 from __future__ import annotations
@@ -11,9 +12,12 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FlowprepError
-from .files import file_sha256
+from ..files import TMP_SUFFIX, file_sha256
 from .layout import AUDIO_DATASETS, FAILURES_NAME, MANIFEST_NAME, SHARD_SUFFIX
+from .lock import LOCK_NAME
 from .manifest import Manifest
+
+RERUN = "rerun the same `flowprep build` command"
 
 FLOW_DTYPES = {"int8", "int16", "float16"}
 
@@ -23,16 +27,30 @@ def verify(root: str | Path, checksums: bool = True) -> list[str]:
     root = Path(root)
     manifest = Manifest.load(root)  # a missing or unreadable manifest is itself a FlowprepError
     problems: list[str] = []
+    if not manifest.complete:
+        totals = manifest.totals()
+        problems.append(
+            f"incomplete build: {manifest.missing_clips} of {manifest.planned_clips} planned clips are neither "
+            f"stored ({totals['clips']}) nor recorded as failed ({totals['failed']}); {RERUN} to resume it"
+        )
     listed = {s.name for s in manifest.shards}
     for path in sorted(root.iterdir()):
-        if path.name in listed or path.name in (MANIFEST_NAME, FAILURES_NAME):
+        if path.name in listed or path.name in (MANIFEST_NAME, FAILURES_NAME, LOCK_NAME):
             continue
         if path.suffix == SHARD_SUFFIX:
-            problems.append(f"{path.name}: a shard the manifest does not list (an interrupted build? rerun it)")
-        elif path.name.endswith(".tmp"):
-            problems.append(f"{path.name}: a temporary file from an interrupted build (a rerun removes it)")
+            problems.append(f"{path.name}: a shard the manifest does not list (left by an interrupted or an earlier "
+                            f"build); {RERUN}: it removes shards the current plan does not contain")
+        elif path.name.endswith(TMP_SUFFIX):
+            problems.append(f"{path.name}: a temporary file from an interrupted build; {RERUN}: it removes it")
         else:
             problems.append(f"{path.name}: unknown file in a shard folder")
+    failures = root / FAILURES_NAME
+    try:
+        if failures.read_text() != manifest.failures_jsonl():
+            problems.append(f"{FAILURES_NAME}: disagrees with the failures in {MANIFEST_NAME} (a crash between "
+                            f"their writes); {RERUN}: it rewrites {FAILURES_NAME} from the manifest")
+    except OSError as exc:
+        problems.append(f"{FAILURES_NAME}: unreadable ({exc.strerror}); {RERUN}: it rewrites it from the manifest")
     for entry in manifest.shards:
         path = root / entry.name
         if not path.is_file():

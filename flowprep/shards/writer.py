@@ -1,14 +1,19 @@
-"""Write one shard atomically: a temporary file, fsync, then a rename.
+"""Write one shard atomically: a temporary file, fsync, then a rename (flowprep.files.AtomicFile).
 
-A reader, or a rerun, only ever sees a shard that is complete: the final name appears in a single
-rename after every byte is on disk. The temporary name is unique per attempt, so a retried or
-duplicated writer (Ray retries work) can never interleave with another.
+A reader, or a rerun, only ever sees a shard that is complete: the final name appears in one step
+after every byte is on disk. The temporary name is unique per attempt, so a retried or duplicated
+writer (Ray retries work) can never interleave with another.
+
+The first writer of a shard wins: the final name is placed only if absent, never replaced. A retried
+writer whose shard is already in place (its first attempt placed the file, then its worker died
+before reporting) adopts the file on disk and describes it, even when its own bytes would differ
+(PWC-Net on CUDA is not bit-reproducible), so the manifest always describes the file that is there.
+The driver removes every shard file that is not committed before it starts writers, so a file in
+place is always one of this build's.
 """
 
 from __future__ import annotations
 
-import os
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +21,8 @@ import h5py
 import numpy as np
 
 from .. import __version__
-from .files import file_sha256
+from ..errors import FlowprepError
+from ..files import AtomicFile, file_sha256
 from .layout import FORMAT_VERSION, compression_options
 from .manifest import ShardEntry
 from .records import ClipFailure, ClipResult
@@ -45,16 +51,16 @@ def write_shard(
     results = [it for it in items if isinstance(it, ClipResult)]
     failures = [it for it in items if isinstance(it, ClipFailure)]
     final = out_dir / name
-    tmp = out_dir / f".{name}.{uuid.uuid4().hex[:8]}.tmp"
-    try:
-        _write_h5(tmp, split, results, {**attrs, "plan_hash": plan_hash}, compression_options(compression, level))
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
+    attrs = {**attrs, "plan_hash": plan_hash}
+    commit = AtomicFile(final, replace=False)
+    with commit as tmp:
+        _write_h5(tmp, split, results, attrs, compression_options(compression, level))
         sha = file_sha256(tmp)
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    if commit.placed:
+        moments = _moments(results, float(attrs.get("flow_scale", 1.0)))
+        clips, frames = len(results), sum(r.num_frames for r in results)
+    else:
+        sha, clips, frames, moments = _adopt(final, attrs)
     timings: dict[str, float] = {}
     nodes: dict[str, int] = {}
     for it in items:
@@ -65,15 +71,41 @@ def write_shard(
     entry = ShardEntry(
         name=name,
         split=split,
-        clips=len(results),
-        frames=sum(r.num_frames for r in results),
+        clips=clips,
+        frames=frames,
         bytes=final.stat().st_size,
         sha256=sha,
         plan_hash=plan_hash,
         failures=[f.to_json() for f in failures],
-        moments=_moments(results, float(attrs.get("flow_scale", 1.0))),
+        moments=moments,
     )
     return ShardSummary(entry=entry, timings=timings, nodes=nodes)
+
+
+def _adopt(final: Path, attrs: dict) -> tuple[str, int, int, dict[str, float]]:
+    """Describe the shard an earlier attempt of this build placed at ``final``."""
+    with h5py.File(final, "r") as f:
+        mine = all(f.attrs.get(k) == attrs[k] for k in ("plan_hash", "config_fingerprint"))
+        if not mine:
+            raise FlowprepError(f"{final} appeared while this build wrote it, from another plan or config: is "
+                                "another build writing this folder? Rerun the build alone; it removes the file.")
+        lengths = f["length"][()].astype(np.int64)
+        scale = float(f.attrs.get("flow_scale", 1.0))
+        gray = f["gray"][()]
+        flow = f["flow"][()]
+    flow_offset = np.concatenate([[0], np.cumsum(np.maximum(lengths - 1, 0))])
+    offset = np.concatenate([[0], np.cumsum(lengths)])
+    stored = [_Stored(gray[offset[i]:offset[i + 1]], flow[flow_offset[i]:flow_offset[i + 1]])
+              for i in range(len(lengths))]
+    return file_sha256(final), len(lengths), int(lengths.sum()), _moments(stored, scale)
+
+
+@dataclass
+class _Stored:
+    """A clip's pixels as read back from a shard, for _moments."""
+
+    gray: np.ndarray
+    flow: np.ndarray
 
 
 def _write_h5(path: Path, split: str, results: list[ClipResult], attrs: dict, comp: dict) -> None:
@@ -143,7 +175,7 @@ def _stack(f: h5py.File, name: str, arrays: list[np.ndarray], dtype, trailing: t
     f.create_dataset(name, data=data, chunks=chunks, **comp)
 
 
-def _moments(results: list[ClipResult], flow_scale: float) -> dict[str, float]:
+def _moments(results: list[ClipResult] | list[_Stored], flow_scale: float) -> dict[str, float]:
     """Sums from which the manifest derives gray mean/std and flow std over the whole dataset."""
     m = {"gray_n": 0.0, "gray_sum": 0.0, "gray_sumsq": 0.0, "flow_n": 0.0, "flow_sumsq": 0.0}
     for r in results:

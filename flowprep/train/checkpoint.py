@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import random
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -12,18 +10,15 @@ import numpy as np
 import torch
 
 from ..errors import FlowprepError
+from ..files import AtomicFile
 
 LAST, BEST = "last.pt", "best.pt"
 
 
 def save(path: Path, state: dict[str, Any]) -> None:
     """Write to a temporary name, then rename: a crash mid-write leaves the previous checkpoint."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
+    with AtomicFile(path) as tmp:
         torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def load(path: Path) -> dict[str, Any]:

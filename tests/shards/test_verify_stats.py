@@ -55,7 +55,7 @@ def test_contents_checked_even_when_checksums_agree(copy):
     import h5py
 
     from flowprep.shards import Manifest
-    from flowprep.shards.files import file_sha256
+    from flowprep.files import file_sha256
 
     path = copy / "train-00001.h5"
     with h5py.File(path, "a") as f:
