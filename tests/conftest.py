@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,11 +11,20 @@ import pytest
 from tests import media
 
 
+def running_in_ci() -> bool:
+    """CI=true (as GitHub Actions, GitLab and most CI services set it): missing test data is a failure there."""
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
 @pytest.fixture(scope="session")
 def grid_dir() -> Path:
-    """The folder of real GRID clips; the test is skipped when they are absent."""
+    """The folder of real GRID clips. When they are absent the test is skipped on a workstation, and
+    fails under CI=true: a CI run must not pass by skipping the tests on real videos."""
     if not media.grid_clips():
-        pytest.skip(f"GRID test clips not found at {media.GRID_DIR}; set {media.DATA_ENV}")
+        why = f"GRID test clips not found at {media.GRID_DIR}; set {media.DATA_ENV} to their folder"
+        if running_in_ci():
+            pytest.fail(f"{why} (CI=true: tests on real videos must run, not skip)", pytrace=False)
+        pytest.skip(why)
     return media.GRID_DIR
 
 

@@ -84,6 +84,7 @@ def _build_locked(src: Path, out: Path, cfg: BuildConfig, overwrite: bool, progr
     finally:
         if own_executor:
             ex.close()
+            _remove_stale_temporaries(out)  # its workers are gone: whatever they left half-written goes too
     totals = manifest.totals()
     report.total_failed = totals["failed"]
     report.complete = manifest.complete

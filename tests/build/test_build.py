@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -139,13 +140,22 @@ def test_cli_exit_codes_and_summary(tmp_path, lrw_src, capsys):
     assert "is not a directory" in capsys.readouterr().err
 
 
-def test_killed_build_resumes_to_the_same_shards(tmp_path, lrw_src, clean_build):
-    """SIGKILL the CLI after its first commit; the rerun completes and equals a clean build."""
+def _cli_build(src: Path, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "flowprep.cli", "build", "--src", str(src), "--out", str(out), "--flow", "dis",
+            "--no-progress", *extra]
+
+
+def _sha256s(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("*.h5"))}
+
+
+def test_killed_build_says_so_until_the_rerun_completes_it_byte_for_byte(tmp_path, lrw_src, clean_build, capsys):
+    """SIGKILL the CLI after its first commit: the folder is incomplete and says so (verify exit 1,
+    ShardDataset refuses); the rerun completes it, and every shard equals a clean build's byte for byte."""
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "flowprep.cli", "build", "--src", str(lrw_src), "--out", str(out),
-           "--flow", "dis", "--shard-size", "3", "--workers", "2", "--no-progress"]
+    cmd = _cli_build(lrw_src, out, "--shard-size", "3", "--workers", "1")  # one worker: commits come one by one
     proc = subprocess.Popen(cmd, start_new_session=True, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
+    deadline = time.time() + 180
     try:
         while time.time() < deadline and proc.poll() is None:
             manifest = out / "manifest.json"
@@ -155,23 +165,68 @@ def test_killed_build_resumes_to_the_same_shards(tmp_path, lrw_src, clean_build)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the driver and its Ray processes, mid-build
         proc.wait()
+    reference = _sha256s(clean_build[0])
     partial = json.loads((out / "manifest.json").read_text())
-    assert 0 < len(partial["shards"])
     committed = {s["name"] for s in partial["shards"]}
+    assert committed and committed < set(reference)
+    absent = set(reference) - {p.name for p in out.glob("*.h5")}
+    assert absent, "the build was not interrupted: every planned shard was already in place"
     for path in out.glob("*.h5"):  # anything that looks finished is either committed or whole
         with ShardFile(path):
             pass
+    assert cli_main(["verify", str(out)]) == 1
+    assert "incomplete build:" in capsys.readouterr().out
+    with pytest.raises(FlowprepError, match=r"incomplete build: \d+ of 12 planned clips are missing"):
+        ShardDataset(out, split="train")
     assert subprocess.run(cmd, stderr=subprocess.DEVNULL, timeout=300).returncode == EXIT_OK
+    assert cli_main(["verify", str(out)]) == 0
+    assert len(ShardDataset(out, split="train")) == 6
+    assert _sha256s(out) == reference
     final = json.loads((out / "manifest.json").read_text())
-    reference = json.loads((clean_build[0] / "manifest.json").read_text())
-    assert [s["name"] for s in final["shards"]] == [s["name"] for s in reference["shards"]]
-    assert committed <= {s["name"] for s in final["shards"]}
-    for entry in reference["shards"]:
-        with ShardFile(clean_build[0] / entry["name"]) as a, ShardFile(out / entry["name"]) as b:
-            assert list(a.meta["clip_id"]) == list(b.meta["clip_id"])
-            for key in ("gray", "flow", "landmarks"):
-                np.testing.assert_array_equal(a.h5[key][()], b.h5[key][()])
-    assert not list(out.glob(".*.tmp"))
+    assert [s["sha256"] for s in final["shards"]] == [reference[s["name"]] for s in final["shards"]]
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_second_build_into_the_same_folder_is_refused_and_the_first_completes(tmp_path, lrw_src, capsys):
+    out = tmp_path / "out"
+    first = subprocess.Popen(_cli_build(lrw_src, out, "--limit", "2", "--shard-size", "1", "--workers", "1"),
+                             stderr=subprocess.DEVNULL)
+    lock = out / ".flowprep.lock"
+    deadline = time.time() + 60
+    while time.time() < deadline and first.poll() is None:
+        if lock.exists() and f'"pid": {first.pid},' in lock.read_text():
+            break
+        time.sleep(0.02)
+    code = cli_main(["build", "--src", str(lrw_src), "--out", str(out), "--flow", "dis", "--limit", "2",
+                     "--shard-size", "1", "--no-progress"])
+    err = capsys.readouterr().err
+    assert first.wait(timeout=300) == EXIT_OK
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1 and f"PID {first.pid}, alive" in err and "another build" in err
+    assert cli_main(["verify", str(out)]) == 0
+    assert json.loads((out / "manifest.json").read_text())["totals"]["clips"] == 2
+
+
+def test_a_rerun_removes_shards_the_plan_no_longer_holds(tmp_path, lrw_src, ray_cluster, caplog):
+    """A source that shrank: its old last shard is not in the new plan. The rerun removes it, says so,
+    and the folder verifies (it used to stay for ever, verify failing on every run)."""
+    word = sorted(p for p in lrw_src.iterdir() if p.is_dir())[0]
+    src = tmp_path / "lipread_mp4"
+    shutil.copytree(word / "train", src / word.name / "train")
+    out = tmp_path / "out"
+    cfg = DIS.replace(shard_size=1)
+    assert build(src, out, cfg, progress=False, executor=ray_cluster).exit_code == EXIT_OK
+    assert sorted(p.name for p in out.glob("*.h5")) == ["train-00000.h5", "train-00001.h5"]
+    last = sorted((src / word.name / "train").glob("*.mp4"))[-1]
+    last.unlink()
+    last.with_suffix(".txt").unlink()
+    with caplog.at_level("WARNING"):
+        report = build(src, out, cfg, progress=False, executor=ray_cluster)
+    assert report.exit_code == EXIT_OK and report.complete and report.clips == 0  # train-00000 is reused
+    assert "removed 1 shard(s) that the current plan does not contain" in caplog.text
+    assert "train-00001.h5" in caplog.text
+    assert sorted(p.name for p in out.glob("*.h5")) == ["train-00000.h5"]
+    assert cli_main(["verify", str(out)]) == 0
 
 
 def test_pwcnet_build_through_the_flow_actor(tmp_path, lrw_src, ray_cluster):

@@ -128,10 +128,8 @@ def test_fast_path_on_ptlflows_published_weights(one_thread):
         assert np.allclose(centre, (dx, dy), atol=0.5)
 
 
-def test_grid_clip_pairs(random_ckpt, one_thread):
+def test_grid_clip_pairs(random_ckpt, one_thread, grid_dir):
     clips = media.grid_clips()
-    if not clips:
-        pytest.skip(f"no GRID test clips in {media.GRID_DIR} (set ${media.DATA_ENV})")
     from flowprep.decode import decode_gray
 
     frames = decode_gray(clips[0]).frames

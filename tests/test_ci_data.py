@@ -1,0 +1,23 @@
+"""Under CI=true a test on the real GRID clips fails when they are missing; elsewhere it is skipped."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("ci, outcome", [("true", "1 failed"), ("", "1 skipped")])
+def test_missing_grid_clips_fail_under_ci(tmp_path, ci, outcome):
+    env = {**os.environ, "CI": ci, "FLOWPREP_TEST_DATA": str(tmp_path / "no-such-folder")}
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                          "tests/decode/test_decode.py::test_grid_clips"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert outcome in run.stdout, run.stdout[-2000:]
+    if ci:
+        assert "CI=true: tests on real videos must run, not skip" in run.stdout
