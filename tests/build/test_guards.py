@@ -54,3 +54,22 @@ def test_no_progress_for_the_stall_timeout_fails():
     dog = _Watchdog(_Cluster(cpus=2.0), stall_timeout=0.0)
     with pytest.raises(FlowprepError, match=r"no clip finished for \d+ s \(--stall-timeout\)"):
         dog.check()
+
+
+def test_a_build_refused_by_the_lock_touches_nothing(tmp_path):
+    """A build that finds the folder locked stops before its start-up cleanup: the holder's in-flight
+    temporary shard and its manifest stay (the second build used to delete them)."""
+    from flowprep.build import build
+    from flowprep.shards.lock import BuildLock
+
+    src = tmp_path / "src"
+    src.mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    in_flight = out / ".train-00000.h5.0123456789abcdef.tmp"
+    in_flight.write_bytes(b"half a shard")
+    (out / "manifest.json").write_text("{}")
+    with BuildLock(out):
+        with pytest.raises(FlowprepError, match="being written by another build"):
+            build(src, out, progress=False)
+    assert in_flight.read_bytes() == b"half a shard" and (out / "manifest.json").read_text() == "{}"
