@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -212,3 +213,49 @@ def test_a_retried_writer_keeps_the_committed_shard(tmp_path):
     with pytest.raises(FlowprepError, match="from another plan or config"):
         write_shard(tmp_path, "train-00000.h5", "train", "other-plan", results, ATTRS)
     assert (tmp_path / "train-00000.h5").read_bytes() == committed
+
+
+def test_the_folder_is_flushed_after_the_file_is_in_place(tmp_path, monkeypatch):
+    seen = []
+    real = flowprep.files.fsync_dir
+    monkeypatch.setattr(flowprep.files, "fsync_dir",
+                        lambda folder: (seen.append((str(folder), (tmp_path / "x.json").exists())), real(folder)))
+    flowprep.files.atomic_write_text(tmp_path / "x.json", "{}")
+    assert seen == [(str(tmp_path), True)]
+
+
+ROOT = str(Path(__file__).resolve().parents[2])
+FULL_TMPFS = """
+import json, os, subprocess, sys
+from flowprep.errors import FlowprepError
+from flowprep.shards import Manifest, ShardEntry
+os.makedirs("/mnt/out", exist_ok=True)
+m = Manifest(config={"pad": "x" * 200_000}, config_fingerprint="f", src="/s", layout="lrw", planned_clips=1)
+try:
+    m.save("/mnt/out")
+    print(json.dumps({"saved": True}))
+except FlowprepError as exc:
+    left = sorted(os.listdir("/mnt/out"))
+    subprocess.run(["mount", "-o", "remount,size=1m", "/mnt"], check=True)  # space freed
+    m.save("/mnt/out")
+    print(json.dumps({"error": str(exc), "left": left, "after": sorted(os.listdir("/mnt/out")),
+                      "loaded": Manifest.load("/mnt/out").planned_clips}))
+"""
+
+
+def test_a_really_full_disk_leaves_no_temporary(tmp_path):
+    """The same on a real filesystem: a 64 KiB tmpfs in a user and mount namespace of this test's own."""
+    if shutil.which("unshare") is None or subprocess.run(
+            ["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"], capture_output=True).returncode:
+        pytest.skip("this kernel or container forbids user namespaces; "
+                    "test_a_full_disk_while_saving_the_manifest_leaves_the_old_one_and_no_temporary injects it")
+    script = tmp_path / "full.py"
+    script.write_text(FULL_TMPFS)
+    run = subprocess.run(["unshare", "-rm", "sh", "-c", f"mount -t tmpfs -o size=64k tmpfs /mnt && "
+                                                       f"{sys.executable} {script}"],
+                         capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": ROOT})
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert "No space left on device" in result["error"] and "\n" not in result["error"]
+    assert result["left"] == []  # neither manifest.json nor a temporary
+    assert result["after"] == ["failures.jsonl", "manifest.json"] and result["loaded"] == 1
