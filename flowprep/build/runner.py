@@ -22,7 +22,7 @@ from ..config import BuildConfig
 from ..errors import FlowprepError
 from ..shards.layout import FAILURES_NAME, FORMAT_VERSION, MANIFEST_NAME, SHARD_SUFFIX
 from ..shards.manifest import Manifest
-from ..sources import discover
+from ..sources import scan
 from . import stages
 from .executor import RayExecutor
 from .plan import PlannedShard, plan_shards
@@ -44,14 +44,10 @@ def build(
     """Build shards for every clip under ``src`` into ``out``; resumes what an earlier run began."""
     cfg = config or BuildConfig()
     src, out = Path(src).resolve(), Path(out).resolve()
-    if not src.is_dir():
-        raise FlowprepError(f"--src {src} is not a directory")
-    records = discover(src, cfg.layout)
-    layout = records[0].source if records else cfg.layout
+    found = scan(src, cfg.layout, cfg.words, cfg.splits)  # says so when --src is missing or not a folder
+    records, layout = found.records, found.layout
     if cfg.limit is not None:
         records = records[: cfg.limit]
-    if not records:
-        raise FlowprepError(f"no clips found under {src}")
     plan = plan_shards(records, cfg.shard_size)
     if cfg.flow.backend == "pwcnet":
         from ..flow.pwcnet import resolve_checkpoint
@@ -60,10 +56,12 @@ def build(
     out.mkdir(parents=True, exist_ok=True)
     manifest = _open_manifest(out, src, layout, cfg, overwrite)
     _remove_stale_temporaries(out)
-    manifest.planned_clips = len(records)
-    manifest.classes = _classes(records)
+    manifest.discovery_failures = [s.to_failure() for s in found.skipped]
+    manifest.planned_clips = len(records) + len(found.skipped)
+    manifest.classes = found.classes
     todo = _reconcile(manifest, plan, out)
-    report = BuildReport(out_dir=str(out), planned_clips=len(records), skipped_shards=len(plan) - len(todo))
+    report = BuildReport(out_dir=str(out), planned_clips=manifest.planned_clips,
+                         skipped_shards=len(plan) - len(todo), failed=len(found.skipped))
 
     own_executor = executor is None
     ex = executor or RayExecutor(address=cfg.ray_address, num_cpus=cfg.workers)
@@ -143,11 +141,6 @@ def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
         elif a != b:
             out.append(f"{prefix}{key}: {a!r} -> {b!r}")
     return out
-
-
-def _classes(records) -> list[str]:
-    labelled = {r.label: r.word for r in records if r.label >= 0}
-    return [labelled.get(i, "") for i in range(max(labelled) + 1)] if labelled else []
 
 
 def _versions() -> dict[str, str]:

@@ -32,15 +32,15 @@ def test_lrw_wins_over_folder_and_folder_reads_it_the_same_way(tmp_path):
 
 def test_grid_wins_over_folder(tmp_path):
     for stem in ("bbaf2n", "swwp2s"):
-        (tmp_path / f"{stem}.mpg").touch()
+        (tmp_path / f"{stem}.mpg").write_bytes(b"\0")  # a stand-in: not empty
     assert LAYOUTS["folder"].matches(tmp_path) and detect_layout(tmp_path) == "grid"
 
 
 def test_errors_say_what_is_wrong(tmp_path):
-    with pytest.raises(FlowprepError, match="does not exist"):
+    with pytest.raises(FlowprepError, match="does not exist: check the --src path"):
         discover(tmp_path / "missing")
     (tmp_path / "file.mp4").write_bytes(b"x")
-    with pytest.raises(FlowprepError, match="is not a directory"):
+    with pytest.raises(FlowprepError, match="is not a folder: --src takes the folder that holds the videos"):
         discover(tmp_path / "file.mp4")
     (tmp_path / "empty").mkdir()
     with pytest.raises(FlowprepError, match="is empty"):
@@ -64,7 +64,7 @@ def test_unrecognised_tree_lists_every_layout(tmp_path):
 
 
 def test_an_explicit_layout_that_finds_nothing_says_what_it_expected(tmp_path):
-    (tmp_path / "bbaf2n.mpg").touch()
+    (tmp_path / "bbaf2n.mpg").write_bytes(b"\0")  # a stand-in: not empty
     with pytest.raises(FlowprepError, match=r"no lrw clips found under .*expected WORD/\{train,val,test\}"):
         discover(tmp_path, layout="lrw")
 
@@ -87,7 +87,7 @@ def test_detection_lists_a_handful_of_folders(tmp_path, monkeypatch):
     make_tree(tmp_path / "lrw", words, duration=None)
     for s in range(1, 35):
         (tmp_path / "grid" / f"s{s}").mkdir(parents=True)
-        (tmp_path / "grid" / f"s{s}" / "bbaf2n.mpg").touch()
+        (tmp_path / "grid" / f"s{s}" / "bbaf2n.mpg").write_bytes(b"\0")  # a stand-in: not empty
     listed = _count_scandir(monkeypatch)
     assert detect_layout(tmp_path / "lrw") == "lrw"
     assert len(listed) <= 5, listed  # 64 words x 3 splits = 193 folders in the tree
