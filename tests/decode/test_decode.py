@@ -124,6 +124,6 @@ def test_a_stream_cut_short_is_refused_not_shortened(tmp_path):
     assert decode_gray(whole).num_frames == 29
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
-    with pytest.raises(DecodeError, match=r"only \d+ of about 29 frames decoded.*truncated"):
+    with pytest.raises(DecodeError, match=r"^\d+ of 29 frames decoded"):
         decode_gray(cut)
     assert decode_gray(cut, max_frames=3).num_frames == 3  # a prefix that exists is still readable
