@@ -21,6 +21,7 @@ from flowprep.config import BuildConfig, FlowConfig
 from flowprep.dataset import ShardDataset
 from flowprep.errors import EXIT_FATAL, EXIT_PARTIAL, FlowprepError
 from flowprep.shards.manifest import Manifest
+from flowprep.shards.verify import verify
 from flowprep.shards.records import ClipFailure, ClipResult
 from flowprep.sources import ClipRecord, scan
 from tests import media
@@ -54,6 +55,7 @@ def test_every_bad_input_is_a_failure_record_and_the_rest_is_built(broken_build)
     assert manifest.totals()["clips"] == 2 and manifest.totals()["failed"] == 11
     assert len(manifest.discovery_failures) == 5
     assert all(f["stage"] == "discover" for f in manifest.discovery_failures)
+    assert verify(out) == []  # what the manifest says is what is on disk
     summary = "\n".join(report.lines())
     assert "clips written 2, failed 11" in summary and "11 clip(s) failed in all" in summary
 
@@ -93,6 +95,19 @@ def test_words_and_splits_keep_the_full_word_list(lrw_tree, ray_cluster, tmp_pat
         assert len(ds) == count and ds.classes == list(media.LRW_WORDS)
         assert {ds[i]["label"] for i in range(count)} == {media.LRW_WORDS.index("WORLD")} == {2}
         assert {ds[i]["text"] for i in range(count)} == {""}  # LRW's .txt gives the word, not a text
+
+
+def test_train_on_a_folder_without_classes_says_what_to_do(ray_cluster, tmp_path, capsys):
+    src = tmp_path / "videos"  # clips right under the root: no class folder, label -1
+    for name in ("a.mp4", "b.mp4"):
+        media.make_face_clip(src / name, frames=6, size=128)
+    out = tmp_path / "shards"
+    report = build(src, out, DIS.replace(layout="folder"), progress=False, executor=ray_cluster)
+    assert report.exit_code == 0 and Manifest.load(out).classes == []
+    code = cli_main(["train", "--shards", str(out), "--out", str(tmp_path / "run"), "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == EXIT_FATAL and len(err.splitlines()) == 1, err
+    assert "has no classes to train on" in err and "one subfolder per class" in err
 
 
 # ---- without Ray -------------------------------------------------------------------------------

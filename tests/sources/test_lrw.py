@@ -102,6 +102,13 @@ def test_record_round_trips_through_a_dict():
     assert ClipRecord.from_dict(d) == rec
     bare = ClipRecord("s1/bbaf2n", "/d/b.mpg", "train", -1, "", "grid", None)
     assert ClipRecord.from_dict(bare.to_dict()) == bare
+    spoken = ClipRecord("s1/bbaf2n", "/d/b.mpg", "train", 0, "bin", "grid", (0.95, 1.4),
+                        text="bin blue", word_times=(("bin", 0.95, 1.18), ("blue", 1.18, 1.4)))
+    d = json.loads(json.dumps(spoken.to_dict()))
+    assert d["word_times"] == [["bin", 0.95, 1.18], ["blue", 1.18, 1.4]]
+    assert ClipRecord.from_dict(d) == spoken
+    old = {k: v for k, v in bare.to_dict().items() if k not in ("text", "word_times")}  # a record from before
+    assert ClipRecord.from_dict(old) == bare
 
 
 def test_real_lrw_tree(lrw_tree):
