@@ -32,7 +32,7 @@ class ClipRecord:
     path: str  # absolute path of the video
     split: str  # "train" | "val" | "test"
     label: int  # class index, -1 when the layout has no classes
-    word: str  # the class name (LRW word, folder name) or GRID sentence, "" when unknown
+    word: str  # the class name (LRW word, folder name, GRID command), "" when unknown
     source: str  # layout name: "lrw" | "grid" | "folder"
     boundary: tuple[float, float] | None = None  # (start_s, end_s) of the speech in the clip
     text: str = ""  # what is said in the clip (GRID: the sentence), "" when unknown
@@ -133,13 +133,6 @@ class Scan:
     records: list[ClipRecord]  # the clips to build
     skipped: list[SkippedEntry]  # entries named like videos that no record stands for, with the reason
     classes: list[str]  # the class name of each label, in label order, over the whole tree
-
-    @classmethod
-    def of(cls, layout: str, records: list[ClipRecord], skips: list[SkippedEntry]) -> "Scan":
-        """A scan whose classes are the words of its labelled records."""
-        labelled = {r.label: r.word for r in records if r.label >= 0}
-        classes = [labelled.get(i, "") for i in range(max(labelled) + 1)] if labelled else []
-        return cls(layout, records, skips, classes)
 
 
 def is_video_name(name: str) -> bool:
