@@ -18,10 +18,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from ..config import SPLIT_NAMES
 from ..errors import FlowprepError
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".mpg", ".mpeg", ".avi", ".mov", ".mkv", ".webm"})
-SPLITS = ("train", "val", "test")
+SPLITS = SPLIT_NAMES  # one list, kept with the build options that name splits
 
 
 @dataclass(frozen=True)
