@@ -125,7 +125,7 @@ def _add_build_options(p: argparse.ArgumentParser) -> None:
                         "a clip without audio becomes a failure")
     p.add_argument("--limit", type=int, default=None, help="only the first N clips (a quick trial)")
     p.add_argument("--min-frames", type=int, default=d.min_frames, metavar="N",
-                   help="a clip with fewer frames is a failure, not a shard entry (2: one flow pair)")
+                   help="a clip with fewer frames is a failure, not a shard entry; 2 is the least that gives a flow pair")
     p.add_argument("--words", default=None, metavar="WORD,WORD|FILE",
                    help="build only these classes (LRW words), comma-separated or one per line in FILE; labels "
                         "keep the indices of the whole tree's word list, so a partial build matches a full one")
