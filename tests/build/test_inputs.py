@@ -28,12 +28,24 @@ from tests import media
 
 DIS = BuildConfig(flow=FlowConfig(backend="dis", preset="fast"), shard_size=4, workers=2)
 GRID_COMMANDS = ["bin", "lay", "place", "set"]
+# "bin red by k seven now" in GRID's .align units (1/25000 s), silence around and a pause inside
+BRBK7N_ALIGN = """0 20750 sil
+20750 27250 bin
+27250 33000 red
+33000 37500 by
+37500 38000 sp
+38000 44750 k
+44750 52000 seven
+52000 60000 now
+60000 74500 sil
+"""
 
 
 @pytest.fixture(scope="module")
 def broken_build(grid_dir, ray_cluster, tmp_path_factory):
     src = tmp_path_factory.mktemp("inputs") / "grid"
     expected = media.make_broken_grid_tree(src)
+    (src / "s1/brbk7n.align").write_text(BRBK7N_ALIGN)  # one clip with word timings, one without
     out = tmp_path_factory.mktemp("inputs_out")
     report = build(src, out, DIS, progress=False, executor=ray_cluster)
     return src, out, report, expected
@@ -69,8 +81,15 @@ def test_grid_clips_without_align_read_back_with_their_sentence(broken_build):
         "s1/bbaf2n": "bin blue at f two now", "s1/brbk7n": "bin red by k seven now"}
     for sample in got.values():
         assert sample["word"] == "bin" and sample["label"] == 0
-        assert sample["word_times"] == ""  # no .align: no timings
         assert tuple(sample["gray"].shape) == (75, 112, 112)  # every frame, none lost
+    assert got["s1/bbaf2n"]["word_times"] == ""  # no .align: no timings
+    assert json.loads(got["s1/brbk7n"]["word_times"]) == [
+        ["bin", 0.83, 1.09], ["red", 1.09, 1.32], ["by", 1.32, 1.5], ["k", 1.52, 1.79], ["seven", 1.79, 2.08],
+        ["now", 2.08, 2.4]]
+    # the boundary mask covers the spoken words: frames 21 .. 59, whose centres lie in 0.83 .. 2.4 s
+    mask = got["s1/brbk7n"]["boundary"].numpy()
+    assert mask.sum() == 39 and mask[20] == 0 and mask[21] == 1 and mask[59] == 1 and mask[60] == 0
+    assert got["s1/bbaf2n"]["boundary"].numpy().all()  # unknown: every frame
 
 
 def test_a_rerun_keeps_the_discovery_failures(broken_build, ray_cluster):
