@@ -54,7 +54,8 @@ def scan(
         raise FlowprepError(f"unknown layout {layout!r}; choose one of: auto, {', '.join(LAYOUTS)}")
     root = check_root(src_dir)
     name = detect_layout(root) if layout == "auto" else layout
-    found = LAYOUTS[name].scan(root)
+    words = list(words) if words is not None else None
+    found = LAYOUTS[name].scan(root, frozenset(words) if words is not None else None)
     records, skips = found.records, found.skipped
     if words is not None:
         wanted = list(dict.fromkeys(words))

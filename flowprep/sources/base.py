@@ -121,8 +121,10 @@ class Layout:
     frames: ClassVar[int | None] = None
 
     @classmethod
-    def scan(cls, root: Path) -> "Scan":
-        """Every clip under ``root`` and every video-named entry it cannot plan, in any order."""
+    def scan(cls, root: Path, only: frozenset[str] | None = None) -> "Scan":
+        """Every clip under ``root`` and every video-named entry it cannot plan, in any order.
+        ``only`` names the classes wanted: a layout may skip reading the others (the caller filters
+        anyway), but its ``classes`` stay the whole tree's."""
         raise NotImplementedError
 
 

@@ -39,7 +39,7 @@ class FolderLayout(Layout):
         return False
 
     @classmethod
-    def scan(cls, root: Path) -> Scan:
+    def scan(cls, root: Path, only: frozenset[str] | None = None) -> Scan:
         skips: list[SkippedEntry] = []
         found = list(walk_files(root, skips=skips))
         classes = sorted({c for c in (_class_of(parts) for parts, _ in found) if c})

@@ -125,7 +125,7 @@ class GridLayout(Layout):
         return any(any(is_grid_name(x.name) for x in list_dir(e.path)) for e in inside if e.is_dir())
 
     @classmethod
-    def scan(cls, root: Path) -> Scan:
+    def scan(cls, root: Path, only: frozenset[str] | None = None) -> Scan:
         videos: list[tuple[tuple[str, ...], os.DirEntry]] = []
         aligns: dict[str, list[tuple[tuple[str, ...], str]]] = {}
         skips: list[SkippedEntry] = []

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from flowprep.errors import FlowprepError
-from flowprep.sources import LAYOUTS, detect_layout, discover
+from flowprep.sources import LAYOUTS, detect_layout, discover, scan
 from tests import media
 from tests.sources.test_lrw import make_tree
 
@@ -111,3 +111,13 @@ def test_real_lrw_tree_is_detected(lrw_tree):
     assert detect_layout(lrw_tree) == "lrw"
     assert detect_layout(Path(lrw_tree).parent) == "lrw"  # the folder holding lipread_mp4/
     assert len(discover(lrw_tree)) == len(media.LRW_WORDS) * sum(media.LRW_PER_SPLIT.values())
+
+
+def test_words_read_only_their_own_folders(tmp_path, monkeypatch):
+    words = {f"W{chr(65 + i)}": {"train": 2, "val": 1} for i in range(20)}
+    root = make_tree(tmp_path / "lrw", words)
+    listed = _count_scandir(monkeypatch)
+    found = scan(root, "lrw", words=["WB", "WT"])
+    assert found.classes == sorted(words) and {r.label for r in found.records} == {1, 19}
+    split_folders = [p for p in listed if Path(p).name in ("train", "val", "test")]
+    assert {Path(p).parent.name for p in split_folders} == {"WB", "WT"}, listed  # not the other 18 words
