@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import stat
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -119,8 +120,7 @@ def decode_gray(path: str | Path, max_frames: int | None = None, expected_frames
     With ``max_frames`` a prefix is read and none of these end-of-stream checks apply.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DecodeError(f"file not found: {path}")
+    _check_regular_file(path)
     if path.stat().st_size == 0:
         raise DecodeError("empty file (0 bytes)")
     stream = ffmpeg.input(str(path))["v:0"]  # the first video stream only (not cover art)
@@ -143,6 +143,18 @@ def decode_gray(path: str | Path, max_frames: int | None = None, expected_frames
     if max_frames is None:
         _check_complete(frames.shape[0], log, path, fps, expected_frames)
     return DecodedVideo(frames=frames, fps=fps)
+
+
+def _check_regular_file(path: Path) -> None:
+    """DecodeError unless ``path`` is a regular file; stat'ed, never opened (a FIFO would block ffmpeg)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        raise DecodeError(f"file not found: {path}") from None
+    if stat.S_ISDIR(mode):
+        raise DecodeError(f"file not found: {path} is a folder")
+    if not stat.S_ISREG(mode):
+        raise DecodeError(f"not a regular file (a FIFO, socket or device): {path} is left unopened")
 
 
 def _video_stream(log: str) -> tuple[int, str]:
@@ -233,8 +245,7 @@ def decode_audio(
     Raises AudioError (stage "audio") for a file without an audio stream or with no decodable audio.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DecodeError(f"file not found: {path}")
+    _check_regular_file(path)
     if dtype not in ("int16", "float32"):
         raise ValueError(f"dtype {dtype!r}: use int16 or float32")
     fmt, codec = ("s16le", "pcm_s16le") if dtype == "int16" else ("f32le", "pcm_f32le")

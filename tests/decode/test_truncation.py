@@ -7,6 +7,8 @@ expected counts come from the files themselves (what was written), not from the 
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -96,3 +98,9 @@ def test_headers_of_other_files_are_not_misread(tmp_path, clip_frames):
     assert avi_video_frames(mp4) is None and mpeg_video_frame_rate(mp4) is None
     (tmp_path / "junk.avi").write_bytes(b"RIFF\x10\x00\x00\x00AVI LIST")  # a header cut inside
     assert avi_video_frames(tmp_path / "junk.avi") is None
+
+
+def test_a_fifo_is_refused_without_being_opened(tmp_path):
+    os.mkfifo(tmp_path / "pipe.mp4")  # opening it for reading would block until a writer comes
+    with pytest.raises(DecodeError, match="not a regular file .*left unopened"):
+        decode_gray(tmp_path / "pipe.mp4")
