@@ -128,6 +128,13 @@ def _add_build_options(p: argparse.ArgumentParser) -> None:
                    help="also store each clip's audio (16 kHz mono, aligned to the frames); "
                         "a clip without audio becomes a failure")
     p.add_argument("--limit", type=int, default=None, help="only the first N clips (a quick trial)")
+    p.add_argument("--min-frames", type=int, default=d.min_frames, metavar="N",
+                   help="a clip with fewer frames is a failure, not a shard entry; 2 is the least that gives a flow pair")
+    p.add_argument("--words", default=None, metavar="WORD,WORD|FILE",
+                   help="build only these classes (LRW words), comma-separated or one per line in FILE; labels "
+                        "keep the indices of the whole tree's word list, so a partial build matches a full one")
+    p.add_argument("--splits", default=None, metavar="SPLIT,SPLIT",
+                   help="build only these splits (train, val, test), comma-separated")
     p.add_argument("--ray-address", default=None,
                    help="an existing Ray cluster, e.g. HEAD_IP:6379 (default: start a local one); --out must then "
                         "be on a filesystem every node mounts at the same path")
@@ -164,7 +171,26 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
         ray_address=args.ray_address,
         limit=args.limit,
         stall_timeout=args.stall_timeout,
+        min_frames=getattr(args, "min_frames", BuildConfig.min_frames),
+        words=_names(getattr(args, "words", None), "--words"),
+        splits=_names(getattr(args, "splits", None), "--splits"),
     )
+
+
+def _names(value: str | None, option: str) -> tuple[str, ...] | None:
+    """A comma-separated list, or the names in a file (one per line or comma-separated)."""
+    if value is None:
+        return None
+    if os.path.isfile(value):
+        try:
+            with open(value, encoding="utf-8") as fh:
+                value = fh.read().replace("\n", ",")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise FlowprepError(f"{option} {value}: cannot read the file ({exc})") from None
+    names = tuple(n.strip() for n in value.split(",") if n.strip())
+    if not names:
+        raise FlowprepError(f"{option}: no names given; pass NAME,NAME or a file with one name per line")
+    return names
 
 
 def _cmd_build(args: argparse.Namespace) -> int:

@@ -13,10 +13,16 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import FlowprepError
+
 # Fields that do not change shard contents; excluded from the fingerprint.
 RUNTIME_FIELDS = frozenset({"device", "batch_pairs", "workers", "ray_address", "limit", "stall_timeout"})
 # Fields that only matter with audio on; left out of the fingerprint when it is off.
 AUDIO_FIELDS = ("audio", "audio_rate")
+# Fields added after the first builds: in the fingerprint only when they differ from these values, so
+# folders built before them keep their fingerprint (and resume).
+LATER_DEFAULTS = {"min_frames": 2, "words": None, "splits": None}
+SPLIT_NAMES = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,31 @@ class BuildConfig:
     ray_address: str | None = None  # None = embedded local cluster (runtime only)
     limit: int | None = None  # only the first N clips (runtime only)
     stall_timeout: float = 1800.0  # give up when no clip finishes for this long (runtime only)
+    # A clip with fewer frames is a failure (stage "decode"): 2 is the least that gives one flow pair.
+    min_frames: int = 2
+    # Build only these classes (LRW words, folder classes) / splits; labels still index every class
+    # of the source tree, so a partial build stays compatible with a full one. None: all of them.
+    words: tuple[str, ...] | None = None
+    splits: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.limit is not None and (isinstance(self.limit, bool) or self.limit < 1):
+            raise FlowprepError(f"--limit {self.limit}: give a number of clips, at least 1 (or leave it out for all)")
+        if isinstance(self.min_frames, bool) or not isinstance(self.min_frames, int) or self.min_frames < 2:
+            raise FlowprepError(f"--min-frames {self.min_frames}: a clip needs at least 2 frames (one flow pair)")
+        for name in ("words", "splits"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, str):
+                value = tuple(v.strip() for v in value.split(","))
+            value = tuple(dict.fromkeys(str(v).strip() for v in value))
+            if not value or any(not v for v in value):
+                raise FlowprepError(f"--{name}: give at least one name, comma-separated and none empty")
+            object.__setattr__(self, name, value)
+        bad = [s for s in self.splits or () if s not in SPLIT_NAMES]
+        if bad:
+            raise FlowprepError(f"--splits: {', '.join(bad)} is not a split; choose among {', '.join(SPLIT_NAMES)}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -91,6 +122,11 @@ class BuildConfig:
             return {k: strip(v) if isinstance(v, dict) else v for k, v in d.items() if k not in RUNTIME_FIELDS}
 
         out = strip(self.to_dict())
+        for key, default in LATER_DEFAULTS.items():
+            if out.get(key) == default:
+                out.pop(key, None)
+            elif isinstance(out.get(key), tuple):
+                out[key] = list(out[key])
         if not self.audio:  # no audio in the shards: the fingerprint of builds from before the option stays
             for key in AUDIO_FIELDS:
                 out.pop(key, None)

@@ -8,6 +8,7 @@ another video library. Nothing here is random unless seeded.
 from __future__ import annotations
 
 import os
+import shutil
 from functools import lru_cache
 from pathlib import Path
 
@@ -236,7 +237,106 @@ def make_bad_files(folder: str | Path) -> dict[str, str]:
     return {
         "truncated.mp4": "decode",
         "random_bytes.mp4": "decode",
-        "empty.mp4": "decode",
+        "empty.mp4": "discover",  # never planned: discovery records it
         "text.mp4": "decode",
         "no_face.mp4": "roi",
+    }
+
+
+# ---- cut and odd videos (decode honesty) -----------------------------------------------------
+def cut_file(src: str | Path, dst: str | Path, keep: int | float) -> Path:
+    """A copy of ``src`` holding only its first ``keep`` bytes (an int) or that share of them (a float)."""
+    data = Path(src).read_bytes()
+    size = keep if isinstance(keep, int) else int(len(data) * keep)
+    if not 0 < size < len(data):
+        raise ValueError(f"cannot keep {size} of {len(data)} bytes")
+    Path(dst).parent.mkdir(parents=True, exist_ok=True)
+    Path(dst).write_bytes(data[:size])
+    return Path(dst)
+
+
+def write_mp4(path: str | Path, frames: np.ndarray, faststart: bool, fps: float = 25) -> Path:
+    """An H.264 MP4 with its index (moov) at the front (``faststart``) or, as ffmpeg writes by
+    default, at the end, where cutting the file loses it."""
+    path = Path(path)
+    height, width = frames.shape[1:3]
+    source = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="gray", s=f"{width}x{height}", framerate=fps)
+    extra = {"movflags": "+faststart"} if faststart else {}
+    ffmpeg.output(source, str(path), vcodec="libx264", pix_fmt="yuv420p", r=fps, **extra).overwrite_output().run(
+        cmd=ffmpeg_binary(), input=np.ascontiguousarray(frames).tobytes(), quiet=True
+    )
+    return path
+
+
+def avi_cut_before_frame(src: str | Path, dst: str | Path, frame: int) -> Path:
+    """A copy of an AVI ending cleanly just before the chunk of video frame ``frame``: no broken
+    packet for the decoder to report, only the header's frame count to tell it is short."""
+    data = Path(src).read_bytes()
+    pos = data.index(b"movi") + 4
+    seen = 0
+    while pos + 8 <= len(data):
+        fourcc, size = data[pos:pos + 4], int.from_bytes(data[pos + 4:pos + 8], "little")
+        if fourcc[2:] in (b"dc", b"db"):
+            if seen == frame:
+                return cut_file(src, dst, pos)
+            seen += 1
+        pos += 8 + size + (size & 1)
+    raise ValueError(f"{src} has fewer than {frame + 1} video chunks")
+
+
+def one_frame_mpg(src: str | Path, dst: str | Path) -> Path:
+    """The first frame of an MPEG-PS clip (a GRID .mpg), stream-copied: the container and stream of
+    the original, with a single frame."""
+    Path(dst).parent.mkdir(parents=True, exist_ok=True)
+    ffmpeg.input(str(src)).output(str(dst), vcodec="copy", an=None, **{"frames:v": 1}).overwrite_output().run(
+        cmd=ffmpeg_binary(), quiet=True
+    )
+    return Path(dst)
+
+
+def make_broken_grid_tree(root: str | Path, good: int = 2) -> dict[str, tuple[str, str]]:
+    """A GRID speaker tree of ``good`` whole GRID clips (s1/) beside every input a build must record
+    as a failure rather than build or lose: {entry's path relative to root: (stage, reason regex)}.
+
+    s1/  the GRID clips' first 20 KB and 200 KB (GRID-named: they pass discovery, fail at decode)
+    s2/  GRID frames as an MP4 with its index at the end, an AVI and an MKV, each cut in half, and
+         a one-frame clip (the first frame of a GRID .mpg)
+    s3/  a symlink loop, a dangling symlink, a FIFO, a misnamed copy of a good clip, an empty file
+    """
+    root = Path(root)
+    clips = grid_clips()
+    if len(clips) < good:
+        raise FileNotFoundError(f"need {good} GRID clips at {GRID_DIR}")
+    for d in ("s1", "s2", "s3"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    for clip in clips[:good]:
+        (root / "s1" / clip.name).write_bytes(clip.read_bytes())
+    first = clips[0]
+    cut_file(first, root / "s1/pbai1a.mpg", 20_000)
+    cut_file(first, root / "s1/pbai2a.mpg", 200_000)
+    frames = decode_gray(first).frames
+    work = root / ".whole"  # hidden: discovery leaves it alone; removed below
+    work.mkdir(exist_ok=True)
+    cut_file(write_mp4(work / "w.mp4", frames, faststart=False), root / "s2/sgaa1s.mp4", 0.5)
+    cut_file(write_video(work / "w.avi", frames), root / "s2/sgab1s.avi", 0.5)
+    cut_file(write_video(work / "w.mkv", frames), root / "s2/sgac1s.mkv", 0.5)
+    one_frame_mpg(first, root / "s2/sgad1s.mpg")
+    shutil.rmtree(work)
+    os.symlink("lgaa1a.mp4", root / "s3/lgaa1a.mp4")  # points at itself
+    os.symlink("nowhere/gone.mp4", root / "s3/lgab1a.mp4")
+    os.mkfifo(root / "s3/lgac1a.mp4")
+    (root / "s3/take 2.mpg").write_bytes(first.read_bytes())
+    (root / "s3/lgad1a.mpg").write_bytes(b"")
+    return {
+        "s1/pbai1a.mpg": ("decode", r"^3 of 75 frames decoded: the video stream breaks off"),
+        "s1/pbai2a.mpg": ("decode", r"^35 of 75 frames decoded: the video stream breaks off"),
+        "s2/sgaa1s.mp4": ("decode", r"moov atom not found"),
+        "s2/sgab1s.avi": ("decode", r"^\d+ of 75 frames decoded: the video stream breaks off"),
+        "s2/sgac1s.mkv": ("decode", r"^\d+ of 75 frames decoded: the video stream breaks off"),
+        "s2/sgad1s.mpg": ("decode", r"^1 of 75 frames decoded, not the frames every clip of this dataset holds"),
+        "s3/lgaa1a.mp4": ("discover", r"^symbolic link loop"),
+        "s3/lgab1a.mp4": ("discover", r"^dangling symbolic link to 'nowhere/gone.mp4'"),
+        "s3/lgac1a.mp4": ("discover", r"^a FIFO \(named pipe\), not a video file: left unopened"),
+        "s3/take 2.mpg": ("discover", r"^the name does not spell a GRID sentence"),
+        "s3/lgad1a.mpg": ("discover", r"^empty file \(0 bytes\)"),
     }

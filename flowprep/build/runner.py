@@ -25,7 +25,7 @@ from ..files import TMP_SUFFIX, fsync_dir
 from ..shards.layout import FAILURES_NAME, FORMAT_VERSION, MANIFEST_NAME, is_shard_name
 from ..shards.lock import BuildLock
 from ..shards.manifest import Manifest
-from ..sources import discover
+from ..sources import scan
 from . import stages
 from .executor import RayExecutor
 from .plan import PlannedShard, plan_shards
@@ -48,21 +48,17 @@ def build(
     """Build shards for every clip under ``src`` into ``out``; resumes what an earlier run began."""
     cfg = config or BuildConfig()
     src, out = Path(src).resolve(), Path(out).resolve()
-    if not src.is_dir():
-        raise FlowprepError(f"--src {src} is not a directory")
+    found = scan(src, cfg.layout, cfg.words, cfg.splits)  # says so when --src is missing or not a folder
     out.mkdir(parents=True, exist_ok=True)
     with BuildLock(out):  # one build per folder, from before the first look at it to the last write
-        return _build_locked(src, out, cfg, overwrite, progress, executor)
+        return _build_locked(src, out, cfg, found, overwrite, progress, executor)
 
 
-def _build_locked(src: Path, out: Path, cfg: BuildConfig, overwrite: bool, progress: bool,
+def _build_locked(src: Path, out: Path, cfg: BuildConfig, found, overwrite: bool, progress: bool,
                   executor: RayExecutor | None) -> BuildReport:
-    records = discover(src, cfg.layout)
-    layout = records[0].source if records else cfg.layout
+    records, layout = found.records, found.layout
     if cfg.limit is not None:
         records = records[: cfg.limit]
-    if not records:
-        raise FlowprepError(f"no clips found under {src}")
     plan = plan_shards(records, cfg.shard_size)
     if cfg.flow.backend == "pwcnet":
         from ..flow.pwcnet import resolve_checkpoint
@@ -70,10 +66,12 @@ def _build_locked(src: Path, out: Path, cfg: BuildConfig, overwrite: bool, progr
         resolve_checkpoint(cfg.flow.ckpt)  # fail in a second, with the fix, not after starting a cluster
     manifest = _open_manifest(out, src, layout, cfg, overwrite)
     _remove_stale_temporaries(out)
-    manifest.planned_clips = len(records)
-    manifest.classes = _classes(records)
+    manifest.discovery_failures = [s.to_failure() for s in found.skipped]
+    manifest.planned_clips = len(records) + len(found.skipped)
+    manifest.classes = found.classes
     todo = _reconcile(manifest, plan, out)
-    report = BuildReport(out_dir=str(out), planned_clips=len(records), skipped_shards=len(plan) - len(todo))
+    report = BuildReport(out_dir=str(out), planned_clips=manifest.planned_clips,
+                         skipped_shards=len(plan) - len(todo), failed=len(found.skipped))
 
     own_executor = executor is None
     ex = executor or RayExecutor(address=cfg.ray_address, num_cpus=cfg.workers)
@@ -179,11 +177,6 @@ def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
         elif a != b:
             out.append(f"{prefix}{key}: {a!r} -> {b!r}")
     return out
-
-
-def _classes(records) -> list[str]:
-    labelled = {r.label: r.word for r in records if r.label >= 0}
-    return [labelled.get(i, "") for i in range(max(labelled) + 1)] if labelled else []
 
 
 def _versions() -> dict[str, str]:

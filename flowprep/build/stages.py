@@ -18,10 +18,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..config import BuildConfig, FlowConfig
-from ..errors import ClipError
+from ..errors import ClipError, DecodeError
 from ..shards.records import ClipFailure, ClipResult
 from ..shards.writer import ShardSummary, write_shard
-from ..sources import ClipRecord
+from ..sources import ClipRecord, expected_frames
 
 CPU_FLOW_BACKENDS = frozenset({"dis", "farneback"})
 
@@ -90,7 +90,10 @@ def crop_clip(record: ClipRecord, cfg: BuildConfig) -> ClipResult | ClipFailure:
     stage = "decode"
     try:
         t0 = time.perf_counter()
-        video = decode_gray(record.path)
+        video = decode_gray(record.path, expected_frames=expected_frames(record.source))
+        if video.num_frames < cfg.min_frames:  # no flow pair, or fewer frames than asked for
+            raise DecodeError(f"{video.num_frames} of at least {cfg.min_frames} frames (--min-frames): "
+                              "too short to store")
         t1 = time.perf_counter()
         timings["decode_s"] = t1 - t0
         audio = None

@@ -13,6 +13,7 @@ from ..errors import FlowprepError
 from ..shards.layout import FORMAT_VERSION, STRING_FIELDS
 
 STREAMS = ("gray", "flow", "landmarks", "affine", "audio")
+TEXT_FIELDS = ("text", "word_times")  # per-clip strings added after format 1's first shards
 
 
 class ShardFile:
@@ -34,6 +35,9 @@ class ShardFile:
             self.offset = self.h5["offset"][()]
             self.flow_offset = self.h5["flow_offset"][()]
             self.meta: dict[str, np.ndarray] = {k: self.h5[k].asstr()[()] for k in STRING_FIELDS}
+            for key in TEXT_FIELDS:  # shards from before these fields lack them
+                if key in self.h5:
+                    self.meta[key] = self.h5[key].asstr()[()]
             for key in ("label", "length", "fps", "boundary"):
                 self.meta[key] = self.h5[key][()]
             self.qc = {k: v[()] for k, v in self.h5["qc"].items()}
@@ -73,6 +77,10 @@ class ShardFile:
             "boundary": self.boundary_mask(i),
             "qc": {k: float(v[i]) for k, v in self.qc.items()},
         }
+        if "text" in self.meta:  # what is said; shards from before the field have none
+            sample["text"] = str(self.meta["text"][i])
+            # a JSON list of [word, start_s, end_s] ("" when unknown): a string batches like any other
+            sample["word_times"] = str(self.meta["word_times"][i]) if "word_times" in self.meta else ""
         for name in streams:
             if name not in STREAMS:
                 raise FlowprepError(f"unknown stream {name!r}; shards hold {', '.join(STREAMS)}")

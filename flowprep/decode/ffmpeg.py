@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import stat
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -19,8 +20,12 @@ import ffmpeg
 import numpy as np
 
 from ..errors import ClipError, DecodeError, FlowprepError
+from .container import avi_video_frames, mpeg_video_frame_rate
 
-_FPS = re.compile(r"Video:.*?(\d+(?:\.\d+)?) (?:fps|tbr)")
+_INPUT_FORMAT = re.compile(r"^Input #0, (.*?), from ", re.MULTILINE)
+_INPUT_VIDEO = re.compile(r"^\s*Stream #0:(\d+)[^:\n]*: Video: ([^\n]*)", re.MULTILINE)
+_STREAM_FPS = re.compile(r"(\d+(?:\.\d+)?)(k?) fps\b")  # avg_frame_rate; "tbr" is only a guess
+_STREAM_TBR = re.compile(r"(\d+(?:\.\d+)?)(k?) tbr\b")
 _DURATION = re.compile(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
 _PGM_HEADER = re.compile(rb"P5\s+(\d+)\s+(\d+)\s+(\d+)\s")
 _LOG_PREFIX = re.compile(r"^(?:\[[^\]]*@ 0x[0-9a-f]+\]\s*)+")  # "[h264 @ 0x55…] "
@@ -35,8 +40,21 @@ _KNOWN_CAUSES = (
     ("error reading header", "cannot read the container header: truncated or corrupt file"),
     ("Invalid data found when processing input", "not a readable video: invalid data"),
 )
-# Fewer decoded frames than this share of duration x fps means the stream stopped early.
+# Fewer decoded frames than this share of what the container declares means the stream stopped early.
 _MIN_FRAME_SHARE = 0.9
+# What ffmpeg says when the video stream breaks off: a decoder that met a cut frame, a demuxer that met
+# a cut packet or container ("{v}": the video stream's index). Audio damage is not the video's concern.
+_TRUNCATION_MARKERS = (
+    "corrupt decoded frame",
+    "File ended prematurely",
+    "partial file",
+    "Truncating packet",
+    "corrupt input packet in stream {v}",
+    "Packet corrupt (stream = {v},",
+)
+# Containers whose reported duration comes from their header (survives truncation); ffmpeg estimates
+# the others' (MPEG-PS/TS from the file size, AVI from the packets it finds).
+_HEADER_DURATION_FORMATS = ("mov,mp4", "matroska")
 
 
 @dataclass
@@ -91,15 +109,18 @@ def ffmpeg_binary() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
-def decode_gray(path: str | Path, max_frames: int | None = None) -> DecodedVideo:
+def decode_gray(path: str | Path, max_frames: int | None = None, expected_frames: int | None = None) -> DecodedVideo:
     """Decode every frame of ``path`` to 8-bit grayscale at the source frame rate.
 
     Raises DecodeError (a per-clip failure, never a crash) for a missing, empty, corrupt or
-    non-video file.
+    non-video file, and for a stream that ends early: one where ffmpeg reports a cut frame or
+    packet, one with clearly fewer frames than its container declares (an MP4's or MKV's header
+    duration, an AVI's frame count), or one with fewer than ``expected_frames`` (what the dataset's
+    layout knows: LRW clips hold 29). The reason names both counts ("35 of 75 frames decoded").
+    With ``max_frames`` a prefix is read and none of these end-of-stream checks apply.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DecodeError(f"file not found: {path}")
+    _check_regular_file(path)
     if path.stat().st_size == 0:
         raise DecodeError("empty file (0 bytes)")
     stream = ffmpeg.input(str(path))["v:0"]  # the first video stream only (not cover art)
@@ -118,15 +139,84 @@ def decode_gray(path: str | Path, max_frames: int | None = None) -> DecodedVideo
     log = err.decode(errors="replace")
     if frames.shape[0] == 0:
         raise DecodeError(_failure_reason(err) or "no video frames decoded")
-    match = _FPS.search(log)
-    fps = float(match.group(1)) if match else 25.0
-    # A stream cut short (lost packets, a file cut after its index) still exits 0 with the frames
-    # before the damage: a clip that silently lost frames is worse than a recorded failure.
-    expected = _duration_s(log) * fps
-    if max_frames is None and frames.shape[0] < _MIN_FRAME_SHARE * expected - 1:
-        cause = _failure_reason(err) or "stream ends early"
-        raise DecodeError(f"only {frames.shape[0]} of about {expected:.0f} frames decoded: {cause}")
+    fps = _frame_rate(log, path)
+    if max_frames is None:
+        _check_complete(frames.shape[0], log, path, fps, expected_frames)
     return DecodedVideo(frames=frames, fps=fps)
+
+
+def _check_regular_file(path: Path) -> None:
+    """DecodeError unless ``path`` is a regular file; stat'ed, never opened (a FIFO would block ffmpeg)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        raise DecodeError(f"file not found: {path}") from None
+    if stat.S_ISDIR(mode):
+        raise DecodeError(f"file not found: {path} is a folder")
+    if not stat.S_ISREG(mode):
+        raise DecodeError(f"not a regular file (a FIFO, socket or device): {path} is left unopened")
+
+
+def _video_stream(log: str) -> tuple[int, str]:
+    """(index, description) of the input's first video stream in ffmpeg's report."""
+    match = _INPUT_VIDEO.search(log)
+    return (int(match.group(1)), match.group(2)) if match else (0, "")
+
+
+def _rate(match: re.Match | None) -> float | None:
+    if match is None:
+        return None
+    value = float(match.group(1)) * (1000 if match.group(2) else 1)
+    return value if value > 0 else None
+
+
+def _frame_rate(log: str, path: Path) -> float:
+    """The stream's own frame rate: ffmpeg's average rate, else an MPEG sequence header's, else its
+    tbr guess (a one-frame MPEG-PS clip has no average, and its tbr reads 50 for a 25 fps stream)."""
+    _, video = _video_stream(log)
+    return _rate(_STREAM_FPS.search(video)) or mpeg_video_frame_rate(path) or _rate(_STREAM_TBR.search(video)) or 25.0
+
+
+def declared_frames(log: str, path: Path, fps: float) -> int | None:
+    """The frame count the container declares in a header that survives truncation, None when it
+    declares none (MPEG-PS/TS) or ffmpeg's figure is an estimate."""
+    fmt = _INPUT_FORMAT.search(log)
+    name = fmt.group(1) if fmt else ""
+    if name == "avi":
+        return avi_video_frames(path)
+    if any(name.startswith(f) for f in _HEADER_DURATION_FORMATS):
+        duration = _duration_s(log)
+        return int(round(duration * fps)) if duration > 0 else None
+    return None
+
+
+def _truncation_error(log: str) -> str:
+    """ffmpeg's own line saying the video stream broke off, "" when it said nothing of the kind."""
+    index, _ = _video_stream(log)
+    markers = [m.format(v=index) for m in _TRUNCATION_MARKERS]
+    for line in log.splitlines():
+        if any(m in line for m in markers):
+            return _LOG_PREFIX.sub("", line).strip().rstrip(".")[:300]
+    return ""
+
+
+def _check_complete(count: int, log: str, path: Path, fps: float, expected: int | None) -> None:
+    """Raise DecodeError when the evidence says the stream ended before its end (see decode_gray)."""
+    declared = declared_frames(log, path, fps)
+    broken = _truncation_error(log)
+    short_of_container = declared is not None and count < _MIN_FRAME_SHARE * declared - 1
+    short_of_layout = expected is not None and count < expected
+    if not (broken or short_of_container or short_of_layout):
+        return
+    whole = declared if declared is not None else (expected or 0)
+    counts = f"{count} of {whole} frames decoded" if whole > count else f"{count} frames decoded"
+    if broken:
+        raise DecodeError(f"{counts}: the video stream breaks off ({broken})")
+    if short_of_container:
+        counts, source = f"{count} of {declared} frames decoded", "as many as the container declares"
+    else:
+        counts, source = f"{count} of {expected} frames decoded", "the frames every clip of this dataset holds"
+    raise DecodeError(f"{counts}, not {source}: the file is truncated or damaged")
 
 
 # showinfo's line for the first frame; "pts_time" is on ffmpeg's timeline (the input's start subtracted)
@@ -155,8 +245,7 @@ def decode_audio(
     Raises AudioError (stage "audio") for a file without an audio stream or with no decodable audio.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DecodeError(f"file not found: {path}")
+    _check_regular_file(path)
     if dtype not in ("int16", "float32"):
         raise ValueError(f"dtype {dtype!r}: use int16 or float32")
     fmt, codec = ("s16le", "pcm_s16le") if dtype == "int16" else ("f32le", "pcm_f32le")

@@ -5,6 +5,7 @@ One HDF5 file holds N clips concatenated along time (variable lengths welcome):
     attrs      format_version, flowprep_version, config_fingerprint, roi_size, flow_dtype, flow_scale, split
     clip_id, split, word, source, path   (N,) str
     label (N,) int32     length (N,) int32     fps (N,) float32     boundary (N, 2) float32 seconds, NaN = unknown
+    text, word_times (N,) str    what is said; JSON [[word, start_s, end_s], ...] or "" (absent in older shards)
     offset (N+1,) int64          rows of clip i in gray/landmarks/affine: offset[i]:offset[i+1]
     flow_offset (N+1,) int64     rows of clip i in flow (one fewer per clip): flow_offset[i]:flow_offset[i+1]
     gray (sum T, S, S) uint8                 lossless, chunk = one clip

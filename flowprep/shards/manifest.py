@@ -56,6 +56,8 @@ class Manifest:
     classes: list[str] = field(default_factory=list)  # word of each label, in label order
     planned_clips: int = 0
     shards: list[ShardEntry] = field(default_factory=list)
+    # entries of the source that discovery could not plan (stage "discover"), counted in planned_clips
+    discovery_failures: list[dict] = field(default_factory=list)
     format_version: int = FORMAT_VERSION
     created: float = field(default_factory=time.time)
     updated: float = field(default_factory=time.time)
@@ -63,14 +65,14 @@ class Manifest:
     # ---- derived figures ----------------------------------------------------------------
     @property
     def failures(self) -> list[dict]:
-        return [f for s in self.shards for f in s.failures]
+        return list(self.discovery_failures) + [f for s in self.shards for f in s.failures]
 
     def totals(self) -> dict[str, int]:
         return {
             "shards": len(self.shards),
             "clips": sum(s.clips for s in self.shards),
             "frames": sum(s.frames for s in self.shards),
-            "failed": sum(s.failed for s in self.shards),
+            "failed": sum(s.failed for s in self.shards) + len(self.discovery_failures),
             "bytes": sum(s.bytes for s in self.shards),
         }
 

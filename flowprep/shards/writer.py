@@ -14,6 +14,7 @@ place is always one of this build's.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -122,6 +123,7 @@ def _write_h5(path: Path, split: str, results: list[ClipResult], attrs: dict, co
         f.create_dataset("word", data=np.array([r.word for r in recs], dtype=object), dtype=str_dt)
         f.create_dataset("source", data=np.array([r.source for r in recs], dtype=object), dtype=str_dt)
         f.create_dataset("path", data=np.array([r.path for r in recs], dtype=object), dtype=str_dt)
+        _write_text(f, recs, str_dt)
         f.create_dataset("label", data=np.array([r.label for r in recs], np.int32))
         f.create_dataset("length", data=lengths.astype(np.int32))
         f.create_dataset("fps", data=np.array([r.fps for r in results], np.float32))
@@ -141,6 +143,16 @@ def _write_h5(path: Path, split: str, results: list[ClipResult], attrs: dict, co
             raise ValueError("a clip reached the writer without flow")
         _stack(f, "flow", flows, np.dtype(attrs["flow_dtype"]), (2, size, size), comp)
         _write_audio(f, results, comp)
+
+
+def _write_text(f: h5py.File, recs: list, str_dt) -> None:
+    """What is said in each clip (``text``) and, where known, each word's timing (``word_times``:
+    a JSON list of [word, start_s, end_s] per clip, "" when unknown). JSON per clip rather than an
+    offsets table: a handful of words per clip, read with the clip, and one string field is what
+    every HDF5 reader already handles."""
+    f.create_dataset("text", data=np.array([getattr(r, "text", "") for r in recs], dtype=object), dtype=str_dt)
+    times = [json.dumps([list(w) for w in r.word_times]) if getattr(r, "word_times", None) else "" for r in recs]
+    f.create_dataset("word_times", data=np.array(times, dtype=object), dtype=str_dt)
 
 
 def _write_audio(f: h5py.File, results: list[ClipResult], comp: dict) -> None:

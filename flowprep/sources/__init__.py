@@ -2,17 +2,22 @@
 
     records = discover("lipread_mp4/")          # layout detected: lrw, grid or folder
     records = discover("videos/", layout="folder")
+    found = scan("lipread_mp4/", words=["ABOUT", "WORLD"], splits=["train"])  # records + skipped entries
 
-Records come sorted by (split, clip_id), so the same tree always gives the same list.
+Records come sorted by (split, clip_id), so the same tree always gives the same list. `scan` also
+returns every entry named like a video that no record stands for (a broken link, a FIFO, an empty
+file, a name the layout cannot read), each with its reason, and the tree's full class list.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 
 from ..errors import FlowprepError
-from .base import VIDEO_SUFFIXES, ClipRecord, Layout, check_root
+from .base import SPLITS, VIDEO_SUFFIXES, ClipRecord, Layout, Scan, SkippedEntry, check_root
 from .folder import FolderLayout
 from .grid import GridLayout
 from .lrw import LrwLayout
@@ -33,13 +38,43 @@ def detect_layout(src_dir: str | Path) -> str:
 
 def discover(src_dir: str | Path, layout: str = "auto") -> list[ClipRecord]:
     """Every clip under ``src_dir`` as records sorted by (split, clip_id)."""
+    return scan(src_dir, layout).records
+
+
+def scan(
+    src_dir: str | Path,
+    layout: str = "auto",
+    words: Iterable[str] | None = None,
+    splits: Iterable[str] | None = None,
+) -> Scan:
+    """The clips under ``src_dir`` (sorted by split, clip_id), the entries skipped (sorted by path)
+    and the tree's classes. ``words`` and ``splits`` keep only those classes and splits; labels
+    still index every class of the tree, so a partial build stays compatible with a full one."""
     if layout != "auto" and layout not in LAYOUTS:
         raise FlowprepError(f"unknown layout {layout!r}; choose one of: auto, {', '.join(LAYOUTS)}")
     root = check_root(src_dir)
     name = detect_layout(root) if layout == "auto" else layout
-    records = LAYOUTS[name].scan(root)
+    words = list(words) if words is not None else None
+    found = LAYOUTS[name].scan(root, frozenset(words) if words is not None else None)
+    records, skips = found.records, found.skipped
+    if words is not None:
+        wanted = list(dict.fromkeys(words))
+        unknown = [w for w in wanted if w not in found.classes]
+        if unknown:
+            known = ", ".join(found.classes[:8]) + (", ..." if len(found.classes) > 8 else "")
+            raise FlowprepError(f"--words: {', '.join(unknown[:5])} not among the {len(found.classes)} classes of "
+                                f"{root} ({known or 'it has none'}); check the spelling (case matters)")
+        keep = set(wanted)
+        records = [r for r in records if r.word in keep]
+        skips = [s for s in skips if s.word in keep]
+    if splits is not None:
+        keep = set(splits)
+        records = [r for r in records if r.split in keep]
+        skips = [s for s in skips if s.split in keep]
     if not records:
-        raise FlowprepError(f"no {name} clips found under {root}; expected {LAYOUTS[name].expects}")
+        chosen = (" of the chosen words/splits" if words is not None or splits is not None else "")
+        extra = f" ({len(skips)} entries skipped, e.g. {skips[0].clip_id}: {skips[0].reason})" if skips else ""
+        raise FlowprepError(f"no {name} clips{chosen} found under {root}{extra}; expected {LAYOUTS[name].expects}")
     clashes = [cid for cid, n in Counter(r.clip_id for r in records).items() if n > 1]
     if clashes:
         paths = sorted(r.path for r in records if r.clip_id == clashes[0])
@@ -47,7 +82,15 @@ def discover(src_dir: str | Path, layout: str = "auto") -> list[ClipRecord]:
             f"{len(clashes)} clip id(s) name more than one video, e.g. {clashes[0]!r}: {', '.join(paths)}; "
             "keep one video per name (same name, other suffix?)"
         )
-    return sorted(records, key=lambda r: (r.split, r.clip_id))
+    records = sorted(records, key=lambda r: (r.split, r.clip_id))
+    return dataclasses.replace(found, records=records, skipped=sorted(skips, key=lambda s: s.path))
 
 
-__all__ = ["ClipRecord", "LAYOUTS", "Layout", "VIDEO_SUFFIXES", "detect_layout", "discover"]
+def expected_frames(source: str) -> int | None:
+    """Frames every whole clip of the layout named ``source`` holds, None when clips vary."""
+    layout = LAYOUTS.get(source)
+    return layout.frames if layout is not None else None
+
+
+__all__ = ["ClipRecord", "LAYOUTS", "Layout", "SPLITS", "Scan", "SkippedEntry", "VIDEO_SUFFIXES", "detect_layout",
+           "discover", "expected_frames", "scan"]

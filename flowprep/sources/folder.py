@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .base import SPLITS, ClipRecord, Layout, is_video_name, list_dir, split_of, walk_files
+from .base import (SPLITS, ClipRecord, Layout, Scan, SkippedEntry, is_video_name, list_dir, split_of,
+                   walk_files)
 
 # Detection looks at no more than this many entries before giving up on finding a video.
 _PEEK_ENTRIES = 2000
@@ -38,8 +39,9 @@ class FolderLayout(Layout):
         return False
 
     @classmethod
-    def scan(cls, root: Path) -> list[ClipRecord]:
-        found = list(walk_files(root))
+    def scan(cls, root: Path, only: frozenset[str] | None = None) -> Scan:
+        skips: list[SkippedEntry] = []
+        found = list(walk_files(root, skips=skips))
         classes = sorted({c for c in (_class_of(parts) for parts, _ in found) if c})
         index = {c: i for i, c in enumerate(classes)}
         records = []
@@ -49,4 +51,6 @@ class FolderLayout(Layout):
             records.append(
                 ClipRecord("/".join(parts + (stem,)), entry.path, split_of(parts), index.get(word, -1), word, cls.name)
             )
-        return records
+        skips = [SkippedEntry(s.path, s.clip_id, s.split, s.reason, _class_of(tuple(s.clip_id.split("/")[:-1])))
+                 for s in skips]
+        return Scan(cls.name, records, skips, classes)

@@ -7,9 +7,13 @@ File names spell the sentence: command, colour, preposition, letter, digit, adve
 75000); "sil" and "sp" mark silence. They are looked for next to the video, in an ``align/``
 folder beside it, or anywhere under the root with the same speaker and name.
 
-A record's word is the spoken sentence from the .align (silences dropped), its boundary the
-span from the first to the last spoken word; both are empty/None without an .align. GRID has no
-word classes (label -1) and no official split (train unless a folder on the path is train/val/test).
+A record's text is the spoken sentence: from the .align (silences dropped) when there is one, else
+spelled out from the file name. With an .align the record also carries each word's timing and
+the boundary (first to last spoken word); without, both are None. The label is the sentence's
+command, its first word (bin, lay, place, set: classes in that fixed order, the same for every
+tree), so `flowprep train` has a target on any GRID folder. GRID has no official split (train
+unless a folder on the path is train/val/test). A video whose name does not spell a GRID
+sentence is skipped with that reason.
 """
 
 from __future__ import annotations
@@ -18,11 +22,20 @@ import os
 import re
 from pathlib import Path
 
-from .base import VIDEO_SUFFIXES, ClipRecord, Layout, is_video_name, list_dir, split_of, walk_files
+from .base import (VIDEO_SUFFIXES, ClipRecord, Layout, Scan, SkippedEntry, is_video_name, list_dir, skipped,
+                   split_of, walk_files)
 
 ALIGN_UNITS_PER_SECOND = 25000.0
 SILENCE = frozenset({"sil", "sp"})
-_NAME = re.compile(r"^[blps][bgrw][abiw][a-z][0-9z][anps]$")
+# The six slots of a GRID sentence, by the letter that stands for each word in a file name.
+COMMANDS = {"b": "bin", "l": "lay", "p": "place", "s": "set"}
+COLOURS = {"b": "blue", "g": "green", "r": "red", "w": "white"}
+PREPOSITIONS = {"a": "at", "b": "by", "i": "in", "w": "with"}
+DIGITS = dict(zip("0123456789", ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")))
+DIGITS["z"] = "zero"  # the corpus spells zero as z in its names
+ADVERBS = {"a": "again", "n": "now", "p": "please", "s": "soon"}
+CLASSES = sorted(COMMANDS.values())  # a clip's label: its command's index here
+_NAME = re.compile(r"^[blps][bgrw][abiw][a-vx-z][0-9z][anps]$")  # GRID's letters skip w
 _SPEAKER = re.compile(r"^s\d+$")
 
 
@@ -31,8 +44,22 @@ def is_grid_name(filename: str) -> bool:
     return is_video_name(filename) and _NAME.match(stem) is not None
 
 
+def sentence_of(stem: str) -> str:
+    """The sentence a GRID file name spells: "bbaf2n" -> "bin blue at f two now"."""
+    c, colour, prep, letter, digit, adverb = stem
+    return " ".join((COMMANDS[c], COLOURS[colour], PREPOSITIONS[prep], letter, DIGITS[digit], ADVERBS[adverb]))
+
+
 def parse_align(text: str) -> tuple[str, tuple[float, float] | None]:
     """(sentence, (start_s, end_s) of the speech) from an .align file; ("", None) when unreadable."""
+    words = align_words(text)
+    if not words:
+        return "", None
+    return " ".join(w for w, _, _ in words), (words[0][1], words[-1][2])
+
+
+def align_words(text: str) -> tuple[tuple[str, float, float], ...]:
+    """(word, start_s, end_s) of each spoken word of an .align file, silences left out."""
     spoken: list[tuple[float, float, str]] = []
     for line in text.splitlines():
         fields = line.split()
@@ -44,10 +71,7 @@ def parse_align(text: str) -> tuple[str, tuple[float, float] | None]:
             continue
         if fields[2].lower() not in SILENCE and end >= start:
             spoken.append((start, end, fields[2]))
-    if not spoken:
-        return "", None
-    sentence = " ".join(w for _, _, w in spoken)
-    return sentence, (spoken[0][0] / ALIGN_UNITS_PER_SECOND, spoken[-1][1] / ALIGN_UNITS_PER_SECOND)
+    return tuple((w, a / ALIGN_UNITS_PER_SECOND, b / ALIGN_UNITS_PER_SECOND) for a, b, w in spoken)
 
 
 def _speaker(parts: tuple[str, ...]) -> str | None:
@@ -70,18 +94,19 @@ def _find_align(parts: tuple[str, ...], stem: str, aligns: dict[str, list[tuple[
     return candidates[0][1] if len(candidates) == 1 else None
 
 
-def _read_align(path: str | None) -> tuple[str, tuple[float, float] | None]:
+def _read_align(path: str | None) -> tuple[tuple[str, float, float], ...]:
     if path is None:
-        return "", None
+        return ()
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
-            return parse_align(f.read(65536))
+            return align_words(f.read(65536))
     except OSError:
-        return "", None
+        return ()
 
 
 class GridLayout(Layout):
     name = "grid"
+    frames = 75  # 3 s at 25 fps
     expects = "s<N>/<name>.mpg speaker folders or one flat folder of GRID-named clips (bbaf2n.mpg), .align optional"
 
     @classmethod
@@ -100,18 +125,27 @@ class GridLayout(Layout):
         return any(any(is_grid_name(x.name) for x in list_dir(e.path)) for e in inside if e.is_dir())
 
     @classmethod
-    def scan(cls, root: Path) -> list[ClipRecord]:
+    def scan(cls, root: Path, only: frozenset[str] | None = None) -> Scan:
         videos: list[tuple[tuple[str, ...], os.DirEntry]] = []
         aligns: dict[str, list[tuple[tuple[str, ...], str]]] = {}
-        for parts, entry in walk_files(root, VIDEO_SUFFIXES | {".align"}):
+        skips: list[SkippedEntry] = []
+        for parts, entry in walk_files(root, VIDEO_SUFFIXES | {".align"}, skips):
             if entry.name.endswith(".align"):
                 aligns.setdefault(entry.name[: -len(".align")], []).append((parts, entry.path))
             elif is_grid_name(entry.name):
                 videos.append((parts, entry))
+            elif not entry.name.startswith("."):
+                skips.append(skipped(root, parts, entry.name, "the name does not spell a GRID sentence "
+                                     "(six letters such as bbaf2n.mpg); rename it or build with --layout folder"))
         records = []
         for parts, entry in videos:
             stem = os.path.splitext(entry.name)[0]
-            sentence, boundary = _read_align(_find_align(parts, stem, aligns))
+            words = _read_align(_find_align(parts, stem, aligns))
+            text = " ".join(w for w, _, _ in words) if words else sentence_of(stem)
+            boundary = (words[0][1], words[-1][2]) if words else None
+            first = text.split()[0].lower() if text else ""
+            command = first if first in CLASSES else COMMANDS[stem[0]]  # the .align's word where it has one
             clip_id = "/".join(parts + (stem,))
-            records.append(ClipRecord(clip_id, entry.path, split_of(parts), -1, sentence, cls.name, boundary))
-        return records
+            records.append(ClipRecord(clip_id, entry.path, split_of(parts), CLASSES.index(command), command,
+                                      cls.name, boundary, text=text, word_times=words or None))
+        return Scan(cls.name, records, skips, list(CLASSES))

@@ -3,7 +3,9 @@
 Each clip is 29 frames at 25 fps (1.16 s) with the word centred in it; the .txt next to the
 video gives the word's length ("Duration: 0.53 seconds"), so the word spans
 ``((1.16 - d) / 2, (1.16 + d) / 2)`` seconds. Labels are indices into the sorted word folders
-found under the root, so a partial copy of LRW numbers its words differently from the full set.
+found under the root, so a partial copy of LRW numbers its words differently from the full set
+(build a subset of the full tree with ``--words`` instead: labels then index every word of the tree).
+A video in a split folder that is not a readable .mp4 is skipped with its reason.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import os
 import re
 from pathlib import Path
 
-from .base import SPLITS, ClipRecord, Layout, list_dir
+from .base import SPLITS, VIDEO_SUFFIXES, ClipRecord, Layout, Scan, SkippedEntry, list_dir, unusable
 
 CLIP_SECONDS = 29 / 25
 _WORD = re.compile(r"^[A-Z][A-Z0-9'_-]*$")
@@ -55,14 +57,19 @@ def _read_boundary(txt_path: str) -> tuple[float, float] | None:
         os.close(fd)
 
 
-def _scan_split(word: str, label: int, split: str, folder: str) -> list[ClipRecord]:
+def _scan_split(word: str, label: int, split: str, folder: str,
+                skips: list[SkippedEntry]) -> list[ClipRecord]:
     """The clips of one WORD/split folder, boundaries read from the .txt files listed beside them."""
     entries = list_dir(folder)
     names = {e.name for e in entries}
     records = []
     for e in entries:
         stem, suffix = os.path.splitext(e.name)
-        if suffix != ".mp4":
+        if suffix.lower() not in VIDEO_SUFFIXES:
+            continue
+        reason = unusable(e.path) if suffix == ".mp4" else f"LRW clips are .mp4 files, not {suffix}"
+        if reason is not None:
+            skips.append(SkippedEntry(e.path, f"{word}/{split}/{e.name}", split, reason, word))
             continue
         txt = stem + ".txt"
         boundary = _read_boundary(os.path.join(folder, txt)) if txt in names else None
@@ -72,6 +79,7 @@ def _scan_split(word: str, label: int, split: str, folder: str) -> list[ClipReco
 
 class LrwLayout(Layout):
     name = "lrw"
+    frames = 29
     expects = "WORD/{train,val,test}/WORD_NNNNN.mp4 (+ .txt), UPPERCASE word folders, here or in lipread_mp4/"
 
     @classmethod
@@ -85,9 +93,13 @@ class LrwLayout(Layout):
         return False
 
     @classmethod
-    def scan(cls, root: Path) -> list[ClipRecord]:
+    def scan(cls, root: Path, only: frozenset[str] | None = None) -> Scan:
         records: list[ClipRecord] = []
-        for label, word in enumerate(_word_dirs(_words_root(root))):
+        skips: list[SkippedEntry] = []
+        words = _word_dirs(_words_root(root))
+        for label, word in enumerate(words):  # labels count every word folder, read or not
+            if only is not None and word.name not in only:
+                continue  # --words: 2 of 500 words need not list 539k files
             for split in SPLITS:
-                records += _scan_split(word.name, label, split, os.path.join(word.path, split))
-        return records
+                records += _scan_split(word.name, label, split, os.path.join(word.path, split), skips)
+        return Scan(cls.name, records, skips, [w.name for w in words])

@@ -185,7 +185,8 @@ def train(config: TrainConfig, on_epoch_end: Callable[[dict[str, Any]], None] | 
         raise FlowprepError(f"{cfg.shards} has no {cfg.train_split} clips to train on")
     classes = list(manifest.classes)
     if not classes:
-        raise FlowprepError(f"{cfg.shards} has no class names: train needs a labelled layout (lrw or folder)")
+        raise FlowprepError(f"{cfg.shards} has no classes to train on (its clips are unlabelled): rebuild it from an "
+                            "LRW or GRID tree, or from a folder with one subfolder per class (videos/WORD/x.mp4)")
     roi = manifest.config.get("roi", {}).get("size")
     if roi and cfg.crop > roi:
         raise FlowprepError(f"--crop {cfg.crop} is larger than the shards' {roi}x{roi} crops")

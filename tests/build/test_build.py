@@ -137,7 +137,7 @@ def test_cli_exit_codes_and_summary(tmp_path, lrw_src, capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["clips"] == 2 and report["exit_code"] == 0
     assert cli_main(["build", "--src", str(tmp_path / "missing"), "--out", str(out)]) == 2
-    assert "is not a directory" in capsys.readouterr().err
+    assert "does not exist" in capsys.readouterr().err
 
 
 def _cli_build(src: Path, out: Path, *extra: str) -> list[str]:

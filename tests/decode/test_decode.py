@@ -94,7 +94,7 @@ def test_bad_files_raise_decode_errors_with_reasons(tmp_path):
         "empty.mp4": "empty file",
         "text.mp4": "not a video file",
     }
-    assert {n for n, stage in expected.items() if stage == "decode"} == set(reasons)
+    assert {n for n, stage in expected.items() if stage in ("decode", "discover")} == set(reasons)
     for name, words in reasons.items():
         with pytest.raises(DecodeError, match=words) as info:
             decode_gray(tmp_path / name)
@@ -124,6 +124,6 @@ def test_a_stream_cut_short_is_refused_not_shortened(tmp_path):
     assert decode_gray(whole).num_frames == 29
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
-    with pytest.raises(DecodeError, match=r"only \d+ of about 29 frames decoded.*truncated"):
+    with pytest.raises(DecodeError, match=r"^\d+ of 29 frames decoded"):
         decode_gray(cut)
     assert decode_gray(cut, max_frames=3).num_frames == 3  # a prefix that exists is still readable

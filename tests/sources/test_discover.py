@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from flowprep.errors import FlowprepError
-from flowprep.sources import LAYOUTS, detect_layout, discover
+from flowprep.sources import LAYOUTS, detect_layout, discover, scan
 from tests import media
 from tests.sources.test_lrw import make_tree
 
@@ -32,15 +32,15 @@ def test_lrw_wins_over_folder_and_folder_reads_it_the_same_way(tmp_path):
 
 def test_grid_wins_over_folder(tmp_path):
     for stem in ("bbaf2n", "swwp2s"):
-        (tmp_path / f"{stem}.mpg").touch()
+        (tmp_path / f"{stem}.mpg").write_bytes(b"\0")  # a stand-in: not empty
     assert LAYOUTS["folder"].matches(tmp_path) and detect_layout(tmp_path) == "grid"
 
 
 def test_errors_say_what_is_wrong(tmp_path):
-    with pytest.raises(FlowprepError, match="does not exist"):
+    with pytest.raises(FlowprepError, match="does not exist: check the --src path"):
         discover(tmp_path / "missing")
     (tmp_path / "file.mp4").write_bytes(b"x")
-    with pytest.raises(FlowprepError, match="is not a directory"):
+    with pytest.raises(FlowprepError, match="is not a folder: --src takes the folder that holds the videos"):
         discover(tmp_path / "file.mp4")
     (tmp_path / "empty").mkdir()
     with pytest.raises(FlowprepError, match="is empty"):
@@ -64,7 +64,7 @@ def test_unrecognised_tree_lists_every_layout(tmp_path):
 
 
 def test_an_explicit_layout_that_finds_nothing_says_what_it_expected(tmp_path):
-    (tmp_path / "bbaf2n.mpg").touch()
+    (tmp_path / "bbaf2n.mpg").write_bytes(b"\0")  # a stand-in: not empty
     with pytest.raises(FlowprepError, match=r"no lrw clips found under .*expected WORD/\{train,val,test\}"):
         discover(tmp_path, layout="lrw")
 
@@ -87,7 +87,7 @@ def test_detection_lists_a_handful_of_folders(tmp_path, monkeypatch):
     make_tree(tmp_path / "lrw", words, duration=None)
     for s in range(1, 35):
         (tmp_path / "grid" / f"s{s}").mkdir(parents=True)
-        (tmp_path / "grid" / f"s{s}" / "bbaf2n.mpg").touch()
+        (tmp_path / "grid" / f"s{s}" / "bbaf2n.mpg").write_bytes(b"\0")  # a stand-in: not empty
     listed = _count_scandir(monkeypatch)
     assert detect_layout(tmp_path / "lrw") == "lrw"
     assert len(listed) <= 5, listed  # 64 words x 3 splits = 193 folders in the tree
@@ -111,3 +111,13 @@ def test_real_lrw_tree_is_detected(lrw_tree):
     assert detect_layout(lrw_tree) == "lrw"
     assert detect_layout(Path(lrw_tree).parent) == "lrw"  # the folder holding lipread_mp4/
     assert len(discover(lrw_tree)) == len(media.LRW_WORDS) * sum(media.LRW_PER_SPLIT.values())
+
+
+def test_words_read_only_their_own_folders(tmp_path, monkeypatch):
+    words = {f"W{chr(65 + i)}": {"train": 2, "val": 1} for i in range(20)}
+    root = make_tree(tmp_path / "lrw", words)
+    listed = _count_scandir(monkeypatch)
+    found = scan(root, "lrw", words=["WB", "WT"])
+    assert found.classes == sorted(words) and {r.label for r in found.records} == {1, 19}
+    split_folders = [p for p in listed if Path(p).name in ("train", "val", "test")]
+    assert {Path(p).parent.name for p in split_folders} == {"WB", "WT"}, listed  # not the other 18 words

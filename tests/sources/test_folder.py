@@ -14,7 +14,7 @@ from flowprep.sources import VIDEO_SUFFIXES, detect_layout, discover
 def touch(root: Path, *relpaths: str) -> None:
     for rel in relpaths:
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).touch()
+        (root / rel).write_bytes(b"\0")  # a stand-in: not empty
 
 
 def test_classes_splits_and_flat_files(tmp_path):

@@ -40,8 +40,15 @@ def test_real_grid_folder(grid_dir):
     stems = sorted(p.stem for p in Path(grid_dir).glob("*.mpg"))
     assert detect_layout(grid_dir) == "grid"
     assert [r.clip_id for r in records] == stems
+    # no .align here: the sentence comes from the name, the label is its command (bin lay place set)
+    sentences = {"bbaf2n": "bin blue at f two now", "brbk7n": "bin red by k seven now",
+                 "lbax4n": "lay blue at x four now", "lbbc2a": "lay blue by c two again",
+                 "lrwp9a": "lay red with p nine again", "swwp2s": "set white with p two soon"}
+    assert {r.clip_id: r.text for r in records} == {s: sentences[s] for s in stems}
     for r in records:
-        assert (r.source, r.split, r.label, r.word, r.boundary) == ("grid", "train", -1, "", None)
+        command = r.text.split()[0]
+        assert (r.source, r.split, r.word, r.boundary, r.word_times) == ("grid", "train", command, None, None)
+        assert r.label == ["bin", "lay", "place", "set"].index(command)
         assert Path(r.path).is_file() and Path(r.path).is_absolute()
 
 
@@ -50,7 +57,7 @@ def test_speaker_tree_with_align_files_in_every_usual_place(tmp_path):
     for speaker in ("s1", "s2", "s10"):
         (root / speaker).mkdir(parents=True)
         for stem in ("bbaf2n", "lrwp9a"):
-            (root / speaker / f"{stem}.mpg").touch()
+            (root / speaker / f"{stem}.mpg").write_bytes(b"\0")  # a stand-in: not empty
     (root / "s1/bbaf2n.align").write_text(ALIGN)  # beside the video
     (root / "s2/align").mkdir()
     (root / "s2/align/bbaf2n.align").write_text(ALIGN.replace("bin", "set"))  # in align/ beside it
@@ -62,23 +69,32 @@ def test_speaker_tree_with_align_files_in_every_usual_place(tmp_path):
     assert [r.clip_id for r in records] == [
         "s1/bbaf2n", "s1/lrwp9a", "s10/bbaf2n", "s10/lrwp9a", "s2/bbaf2n", "s2/lrwp9a",
     ]
-    words = {r.clip_id: r.word for r in records}
-    assert words == {
+    texts = {r.clip_id: r.text for r in records}
+    # the .align's sentence where one is found (even where it disagrees with the name), else the name's
+    assert texts == {
         "s1/bbaf2n": "bin blue at f two now", "s2/bbaf2n": "set blue at f two now",
-        "s10/bbaf2n": "lay blue at f two now", "s1/lrwp9a": "", "s2/lrwp9a": "", "s10/lrwp9a": "",
+        "s10/bbaf2n": "lay blue at f two now", "s1/lrwp9a": "lay red with p nine again",
+        "s2/lrwp9a": "lay red with p nine again", "s10/lrwp9a": "lay red with p nine again",
     }
     for r in records:
-        assert r.label == -1 and r.split == "train"
-        assert r.boundary == (pytest.approx((0.95, 2.12)) if r.word else None)
+        assert r.split == "train" and r.word == r.text.split()[0]
+        assert r.label == ["bin", "lay", "place", "set"].index(r.word)
+        aligned = r.clip_id.endswith("bbaf2n")  # lrwp9a's .align (s10) holds silence only: no timings
+        assert r.boundary == (pytest.approx((0.95, 2.12)) if aligned else None)
+        if aligned:
+            assert [w for w, _, _ in r.word_times] == r.text.split()
+            assert r.word_times[0][1:] == pytest.approx((0.95, 1.18)) and r.word_times[-1][2] == pytest.approx(2.12)
+        else:
+            assert r.word_times is None
 
 
 def test_split_folders_and_nested_speaker_folders(tmp_path):
     root = tmp_path / "grid"
     for split, speaker in (("train", "s1"), ("test", "s2")):
         (root / speaker / "video").mkdir(parents=True)
-        (root / speaker / "video" / "bbaf2n.mpg").touch()
+        (root / speaker / "video" / "bbaf2n.mpg").write_bytes(b"\0")  # a stand-in: not empty
         (root / speaker / "video" / split).mkdir()
-        (root / speaker / "video" / split / "brbk7n.mpg").touch()
+        (root / speaker / "video" / split / "brbk7n.mpg").write_bytes(b"\0")  # a stand-in: not empty
     assert detect_layout(root) == "grid"
     got = [(r.split, r.clip_id) for r in discover(root)]
     assert got == [
@@ -90,10 +106,10 @@ def test_split_folders_and_nested_speaker_folders(tmp_path):
 
 
 def test_a_flat_folder_is_grid_only_when_every_video_has_a_grid_name(tmp_path):
-    (tmp_path / "bbaf2n.mpg").touch()
+    (tmp_path / "bbaf2n.mpg").write_bytes(b"\0")  # a stand-in: not empty
     (tmp_path / "bbaf2n.align").write_text(ALIGN)
     assert detect_layout(tmp_path) == "grid"
-    (tmp_path / "holiday.mp4").touch()
+    (tmp_path / "holiday.mp4").write_bytes(b"\0")  # a stand-in: not empty
     assert detect_layout(tmp_path) == "folder"
     # asked for explicitly, GRID takes the GRID-named clips and leaves the rest
     assert [r.clip_id for r in discover(tmp_path, "grid")] == ["bbaf2n"]

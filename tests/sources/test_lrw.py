@@ -19,7 +19,7 @@ def make_tree(root: Path, clips: dict[str, dict[str, int]], duration: float | No
             folder = root / word / split
             folder.mkdir(parents=True, exist_ok=True)
             for i in range(1, n + 1):
-                (folder / f"{word}_{i:05d}.mp4").touch()
+                (folder / f"{word}_{i:05d}.mp4").write_bytes(b"\0")  # a stand-in: not empty
                 if duration is not None:
                     (folder / f"{word}_{i:05d}.txt").write_text(media.lrw_txt(word, duration))
     return root
@@ -72,10 +72,10 @@ def test_missing_or_garbled_txt_gives_no_boundary(tmp_path):
 def test_parent_of_lipread_mp4_and_stray_entries(tmp_path):
     root = make_tree(tmp_path / "lrw" / "lipread_mp4", {"ABOUT": {"train": 2}, "ZERO": {"test": 1}})
     # what a copy of the dataset picks up on the way: none of it is a clip
-    (root / "ABOUT/train/.ABOUT_00009.mp4").touch()
+    (root / "ABOUT/train/.ABOUT_00009.mp4").write_bytes(b"\0")  # a stand-in: not empty
     (root / "ABOUT/train/notes.txt").write_text("x")
     (root / "ABOUT/dev").mkdir()
-    (root / "ABOUT/dev/ABOUT_00001.mp4").touch()
+    (root / "ABOUT/dev/ABOUT_00001.mp4").write_bytes(b"\0")  # a stand-in: not empty
     (root / "README.md").write_text("x")
     (root / "lowercase/train").mkdir(parents=True)
     inner = discover(root)
@@ -102,6 +102,13 @@ def test_record_round_trips_through_a_dict():
     assert ClipRecord.from_dict(d) == rec
     bare = ClipRecord("s1/bbaf2n", "/d/b.mpg", "train", -1, "", "grid", None)
     assert ClipRecord.from_dict(bare.to_dict()) == bare
+    spoken = ClipRecord("s1/bbaf2n", "/d/b.mpg", "train", 0, "bin", "grid", (0.95, 1.4),
+                        text="bin blue", word_times=(("bin", 0.95, 1.18), ("blue", 1.18, 1.4)))
+    d = json.loads(json.dumps(spoken.to_dict()))
+    assert d["word_times"] == [["bin", 0.95, 1.18], ["blue", 1.18, 1.4]]
+    assert ClipRecord.from_dict(d) == spoken
+    old = {k: v for k, v in bare.to_dict().items() if k not in ("text", "word_times")}  # a record from before
+    assert ClipRecord.from_dict(old) == bare
 
 
 def test_real_lrw_tree(lrw_tree):
