@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .cliforms import Help, add_folder_argument
 from .config import BuildConfig
 from .errors import FlowprepError
 
@@ -166,8 +167,9 @@ def add_bench_parser(sub, add_build_options) -> None:
     add_build_options(p)
     p.set_defaults(func=_cmd_bench, flow="dis", limit=64)
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
-    r = kinds.add_parser("read", help="random-access read speed (clips/s), one process and a DataLoader")
-    r.add_argument("root", help="a shard folder")
+    r = kinds.add_parser("read", help="random-access read speed (clips/s), one process and a DataLoader",
+                         formatter_class=Help)
+    add_folder_argument(r)
     r.add_argument("--split", default="train")
     r.add_argument("--clips", type=int, default=400, help="clips to read per measurement")
     r.add_argument("--workers", type=int, default=2, help="DataLoader workers")
