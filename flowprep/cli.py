@@ -53,7 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FATAL
     resolve_folder(args)
     try:
-        return args.func(args)
+        status = args.func(args)
+        sys.stdout.flush()  # inside the guard: a reader that left shows up here, not at exit
+        return status
     except FlowprepError as exc:
         if args.debug:
             traceback.print_exc()
@@ -138,8 +140,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"flowprep {__version__}")
     parser.add_argument("--debug", action="store_true",
-                        help="on an unexpected error, print the traceback instead of writing it to a log file "
-                             "(put it before the command: flowprep --debug build ...)")
+                        help="on an unexpected error, print the traceback instead of writing it to a log "
+                             "file (give it before the command)")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     b = sub.add_parser("build", help="videos -> mouth ROIs -> optical flow -> HDF5 shards",

@@ -156,13 +156,15 @@ def test_disk_full_says_what_to_do():
                                                          "location, then rerun the same command")
 
 
-def test_stats_json_into_a_closed_pipe(built):
-    """`flowprep stats --json | head`: the reader left before the output came; no traceback, status 0."""
+@pytest.mark.parametrize("form", [["--json"], []], ids=["json", "table"])
+def test_stats_into_a_closed_pipe(built, form):
+    """`flowprep stats --json | head`: the reader left before the output came; no traceback, status 0
+    (a short table, flushed only at exit, included)."""
     read, write = os.pipe()
     os.close(read)  # every write into the pipe now fails with EPIPE
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     try:
-        proc = subprocess.run([sys.executable, "-m", "flowprep.cli", "stats", "--json", "--shards", str(built)],
+        proc = subprocess.run([sys.executable, "-m", "flowprep.cli", "stats", *form, "--shards", str(built)],
                               stdout=write, stderr=subprocess.PIPE, text=True, timeout=120, cwd=REPO, env=env)
     finally:
         os.close(write)
