@@ -271,15 +271,16 @@ def _run(ex, manifest: Manifest, todo, cfg: BuildConfig, out: Path, report: Buil
                 watchdog.progressed()
             else:
                 watchdog.check()
+            clips_done = 0
             for ref in finished:
                 counts = watched.pop(ref)
                 frames_seen += sum(_frames_of(ex, n) for n in counts)
-                bar.update(len(counts))
+                clips_done += len(counts)
                 report.last_clip_s = time.perf_counter() - t0
                 report.first_clip_s = report.first_clip_s or report.last_clip_s
-            if finished:
-                elapsed = max(time.perf_counter() - t0, 1e-9)
-                bar.set_postfix_str(f"{frames_seen / elapsed:.0f} frames/s, {report.failed} failed", refresh=False)
+            if clips_done:  # the rates first, so the bar's redraw shows them with the count
+                bar.set_postfix_str(_bar_figures(frames_seen, report), refresh=False)
+                bar.update(clips_done)
             for ref in ex.ready(list(writers)):
                 shard = writers.pop(ref)
                 try:
@@ -290,11 +291,16 @@ def _run(ex, manifest: Manifest, todo, cfg: BuildConfig, out: Path, report: Buil
                 manifest.commit(summary.entry, out)
                 _account(report, summary)
                 report.seconds = time.perf_counter() - t0
+                bar.set_postfix_str(_bar_figures(frames_seen, report), refresh=False)  # failures are known now
         # A writer that died mid-file (its node lost) was rerun elsewhere under another temporary name.
         _remove_stale_temporaries(out)
     finally:
         bar.close()
         report.seconds = time.perf_counter() - t0
+
+
+def _bar_figures(frames_seen: int, report: BuildReport) -> str:
+    return f"{frames_seen / max(report.last_clip_s, 1e-9):.0f} frames/s, {report.failed} failed"
 
 
 def _frames_of(ex, count_ref) -> int:
