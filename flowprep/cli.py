@@ -180,7 +180,7 @@ def _parser() -> argparse.ArgumentParser:
 
     from .bench import add_bench_parser
 
-    add_bench_parser(sub, _add_build_options)
+    add_bench_parser(sub, _add_build_options, config_from_args)
     from .train.cli import add_train_parsers  # train, eval
     add_train_parsers(sub)
     return parser
