@@ -13,6 +13,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -88,11 +89,15 @@ def os_error_message(exc: OSError) -> str:
     if exc.filename2 is not None:
         path = f"{path} -> {exc.filename2}"
     what = exc.strerror or str(exc)
+    named = re.search(r"name = '([^']+)'", str(exc))  # HDF5's errors carry the path in their text only
+    if not path and named and exc.errno:
+        path, what = named.group(1), os.strerror(exc.errno)
     todo = {
         errno.EEXIST: "a file is in the way: give a folder path, or move the file",
         errno.ENOTDIR: "part of the path is a file, not a folder: give a folder path",
         errno.EISDIR: "a folder is in the way where a file is needed: give a file path",
-        errno.ENOENT: "it does not exist: check the path",
+        errno.ENOENT: "it does not exist: check the path" + (
+            "; `flowprep verify --shards DIR` lists every missing shard" if path.endswith(".h5") else ""),
         errno.EACCES: "pick a location you may write/read, or fix its permissions",
         errno.EPERM: "pick a location you may write/read, or fix its permissions",
         errno.EROFS: "the filesystem is read-only: pick another location",
