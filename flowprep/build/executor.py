@@ -6,8 +6,9 @@ actor, wait for results, and say what the cluster has.
 
 Two things about how Ray starts its processes are settled here too. Ray's workers put the driver's
 working directory first on their import path: a folder named ``flowprep`` there (a clone's root)
-would be imported as an empty namespace package in place of an editable install, so the workers get
-the folder that holds this package ahead of it. And the embedded cluster listens on loopback only:
+would be imported as an empty namespace package in place of an editable install (whose import hook
+runs after the path search), so the workers also get the folder that holds this package on their path:
+Python takes a regular package found anywhere on the path over a namespace folder found earlier. And the embedded cluster listens on loopback only:
 Ray turns 127.0.0.1 into the host's address and its servers bind every interface unless
 RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 is set in the driver and every process it starts.
 """
@@ -71,14 +72,13 @@ class _StageActor:
 
 # Ray's switch between a one-machine cluster on loopback and a networked one (its name is historical).
 LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
-# Where this package is imported from: the first entry of every worker's import path.
+# The folder holding this package: on every worker's import path.
 PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
 
 
 def _job_config():
-    """Workers import this package from where the driver did, whatever folders their working directory
-    holds (Ray appends the driver's working directory and script folder after these entries; a regular
-    package anywhere on the path wins over a namespace folder before it)."""
+    """Workers import this package from where the driver did, whatever folders the driver's working
+    directory holds (Ray puts that directory and the script's folder on each worker's path too)."""
     from ray.job_config import JobConfig
 
     return JobConfig(_py_driver_sys_path=[PACKAGE_PARENT])
