@@ -261,8 +261,13 @@ def _cmd_build(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise FlowprepError(f"--out {args.out} is a file: give a folder (it is made when missing)")
-    with _stdout_for_json_only(args.json):
-        report = build(args.src, args.out, cfg, overwrite=args.overwrite, progress=not args.no_progress)
+    try:
+        with _stdout_for_json_only(args.json):
+            report = build(args.src, args.out, cfg, overwrite=args.overwrite, progress=not args.no_progress)
+    except OSError as exc:
+        if exc.filename is None:  # a write that failed on flush or close (a full disk) names no file
+            exc.filename = args.out
+        raise
     for line in report.lines():
         print(line, file=sys.stderr)
     if args.json:

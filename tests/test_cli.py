@@ -147,6 +147,51 @@ def test_stats_on_a_folder_with_a_missing_shard(built, tmp_path):
     assert f"{shard}: No such file or directory" in line and "flowprep verify --shards DIR" in line
 
 
+def _mount_full_tmpfs(where: Path) -> bool:
+    """A 12 KiB tmpfs at ``where``, filled up; False where this process may not mount (not root)."""
+    where.mkdir()
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        return False
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12k", "tmpfs", str(where)],
+                      capture_output=True).returncode != 0:
+        return False
+    try:
+        with open(where / "filler", "wb") as fh:
+            fh.write(b"\0" * 64 * 1024)
+    except OSError:
+        pass  # full: what the test wants
+    return True
+
+
+def test_a_full_disk_under_out(grid_dir, tmp_path, monkeypatch, capsys):
+    """--out on a full filesystem: one line naming the folder, exit 2. On a real full tmpfs where the
+    test may mount one; otherwise the manifest's write fails with an injected ENOSPC."""
+    disk = tmp_path / "disk"
+    out = disk / "out"
+    if _mount_full_tmpfs(disk):
+        try:
+            proc = _flowprep("build", "--src", str(grid_dir), "--out", str(out), "--flow", "dis", "--limit", "1",
+                             "--workers", "1", "--no-progress", timeout=300)
+        finally:
+            subprocess.run(["umount", str(disk)], check=True)
+        status, stderr = proc.returncode, proc.stderr
+    else:
+        import errno
+
+        from flowprep.shards import manifest
+
+        def full(*args, **kwargs):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        monkeypatch.setattr(manifest, "atomic_write_text", full)
+        status = cli.main(["build", "--src", str(grid_dir), "--out", str(out), "--flow", "dis", "--limit", "1",
+                           "--workers", "1", "--no-progress"])
+        stderr = capsys.readouterr().err
+    assert status == EXIT_FATAL
+    line = _one_line(stderr)
+    assert str(out) in line and "No space left on device: free some space or pick another location" in line
+
+
 def test_disk_full_says_what_to_do():
     """A real ENOSPC: /dev/full refuses every write (a failed flush names no path)."""
     with pytest.raises(OSError) as caught:
