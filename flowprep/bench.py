@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .cliforms import Help, add_folder_argument
 from .config import BuildConfig
 from .errors import FlowprepError
 
@@ -154,7 +155,9 @@ def _naive_fps(records, cfg: BuildConfig) -> float:
     return frames_done / seconds if seconds > 0 else 0.0
 
 
-def add_bench_parser(sub, add_build_options) -> None:
+def add_bench_parser(sub, add_build_options, config_from_args) -> None:
+    """`flowprep bench`; the build options and their reading come from the top-level command (passed in,
+    so this module does not import it back)."""
     bench = sub.add_parser("bench", help="measure: build throughput and stage costs, shard read speed, or flow speed",
                            description="Print figures: `bench build` (decode/ROI/flow/write costs, naive recipe, "
                                        "Ray build), `bench read` (random-access read speed of a shard folder) or "
@@ -164,10 +167,11 @@ def add_bench_parser(sub, add_build_options) -> None:
                          description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--src", required=True, help="folder of videos to measure on")
     add_build_options(p)
-    p.set_defaults(func=_cmd_bench, flow="dis", limit=64)
+    p.set_defaults(func=_cmd_bench, flow="dis", limit=64, make_config=config_from_args)
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
-    r = kinds.add_parser("read", help="random-access read speed (clips/s), one process and a DataLoader")
-    r.add_argument("root", help="a shard folder")
+    r = kinds.add_parser("read", help="random-access read speed (clips/s), one process and a DataLoader",
+                         formatter_class=Help)
+    add_folder_argument(r)
     r.add_argument("--split", default="train")
     r.add_argument("--clips", type=int, default=400, help="clips to read per measurement")
     r.add_argument("--workers", type=int, default=2, help="DataLoader workers")
@@ -238,9 +242,7 @@ def _cmd_read(args) -> int:
 
 
 def _cmd_bench(args) -> int:
-    from .cli import config_from_args
-
-    cfg = config_from_args(args).replace(limit=None)
+    cfg = args.make_config(args).replace(limit=None)
     figures = run_bench(args.src, cfg, limit=args.limit or 64)
     if args.json:
         print(json.dumps(figures, indent=1))

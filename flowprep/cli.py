@@ -1,17 +1,31 @@
-"""The `flowprep` command: a thin layer over the library (each subcommand calls one function)."""
+"""The `flowprep` command: a thin layer over the library (each subcommand calls one function).
+
+Its boundary turns whatever a command raises into the documented exit statuses: a FlowprepError (a
+mistake the message explains) and an OSError (a path, a permission, a full disk) are one line on
+stderr and exit 2; anything else is a bug, told in one line that names a log file holding the
+traceback (``--debug`` prints it instead).
+"""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import os
+import re
 import sys
+import tempfile
+import time
+import traceback
 from dataclasses import asdict
+from pathlib import Path
 
 from . import __version__
 from .config import BuildConfig, FlowConfig, RoiConfig
-from .errors import EXIT_FATAL, FlowprepError
+from .cliforms import Help as _Help
+from .cliforms import Parser, add_folder_argument, resolve_folder
+from .errors import EXIT_FATAL, EXIT_OK, FlowprepError
 
 DESCRIPTION = """\
 Prepare two-stream lipreading data: 112x112 grayscale mouth crops and the optical flow between
@@ -19,21 +33,17 @@ consecutive crops, stored in HDF5 shards with a manifest.
 
   flowprep build --src lipread_mp4/ --out shards/      # LRW, PWC-Net flow (needs its weights)
   flowprep build --src grid/ --out shards/ --flow dis  # any layout, CPU flow
-  flowprep bench --src lipread_mp4/ --limit 20         # throughput and per-stage cost
+  flowprep bench build --src lipread_mp4/ --limit 20   # throughput and per-stage cost
+  flowprep verify --shards shards/                     # then: stats, preview, train
 """
 
 EXIT_HELP = """\
 exit status: 0 every clip built; 3 the build completed but some clips failed (see failures.jsonl);
-2 a fatal error (bad arguments, unreadable input, incomplete build: rerun to resume)."""
+1 verify found problems; 2 a fatal error (bad arguments, a path that cannot be used, a full disk,
+incomplete build: rerun to resume; a bug names the log file holding its traceback)."""
 
-
-class _Help(argparse.ArgumentDefaultsHelpFormatter):
-    """Show a default only where there is one worth reading (not None, not an off switch)."""
-
-    def _get_help_string(self, action):
-        if action.default in (None, False, argparse.SUPPRESS) or "%(default)" in (action.help or ""):
-            return action.help
-        return super()._get_help_string(action)
+# Where the traceback of an unexpected error goes (the one-line message names the file).
+LOG_DIR_ENV = "XDG_STATE_HOME"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,21 +52,101 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_FATAL
+    resolve_folder(args)
     try:
-        return args.func(args)
+        status = args.func(args)
+        sys.stdout.flush()  # inside the guard: a reader that left shows up here, not at exit
+        return status
     except FlowprepError as exc:
+        if args.debug:
+            traceback.print_exc()
         print(f"flowprep: error: {exc}", file=sys.stderr)
         return EXIT_FATAL
     except KeyboardInterrupt:
         print("flowprep: interrupted; committed shards are kept, rerun to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return _reader_left()
+    except OSError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"flowprep: error: {os_error_message(exc)}", file=sys.stderr)
+        return EXIT_FATAL
+    except Exception as exc:  # a bug: one line here, the traceback in a file
+        if args.debug:
+            traceback.print_exc()
+            return EXIT_FATAL
+        log = _write_traceback(argv)
+        where = f"the traceback is in {log}" if log else "no log could be written; rerun with --debug"
+        print(f"flowprep: internal error ({type(exc).__name__}: {_first_line(exc)}); this is a bug: {where} "
+              "(rerun with --debug to see it here; please report it)", file=sys.stderr)
+        return EXIT_FATAL
+
+
+def os_error_message(exc: OSError) -> str:
+    """One line for an OSError: what happened, to which path, and what to do about it."""
+    path = exc.filename if exc.filename is not None else ""
+    if exc.filename2 is not None:
+        path = f"{path} -> {exc.filename2}"
+    what = exc.strerror or str(exc)
+    named = re.search(r"name = '([^']+)'", str(exc))  # HDF5's errors carry the path in their text only
+    if not path and named and exc.errno:
+        path, what = named.group(1), os.strerror(exc.errno)
+    todo = {
+        errno.EEXIST: "a file is in the way: give a folder path, or move the file",
+        errno.ENOTDIR: "part of the path is a file, not a folder: give a folder path",
+        errno.EISDIR: "a folder is in the way where a file is needed: give a file path",
+        errno.ENOENT: "it does not exist: check the path" + (
+            "; `flowprep verify --shards DIR` lists every missing shard" if path.endswith(".h5") else ""),
+        errno.EACCES: "pick a location you may write/read, or fix its permissions",
+        errno.EPERM: "pick a location you may write/read, or fix its permissions",
+        errno.EROFS: "the filesystem is read-only: pick another location",
+        errno.ENOSPC: "free some space or pick another location, then rerun the same command (a build resumes)",
+        errno.EDQUOT: "free some space or pick another location, then rerun the same command (a build resumes)",
+        errno.ENAMETOOLONG: "use a shorter path",
+    }.get(exc.errno, "check the path and rerun")
+    return f"{path}: {what}: {todo}" if path else f"{what}: {todo}"
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:200] if lines else "no message"
+
+
+def _write_traceback(argv: list[str] | None) -> Path | None:
+    """The current exception's traceback in ``$XDG_STATE_HOME/flowprep/`` (else ~/.local/state/flowprep/,
+    else the temp folder); None when no folder takes it."""
+    text = f"flowprep {__version__}\nargv: {sys.argv[:1] + list(sys.argv[1:] if argv is None else argv)}\n\n"
+    text += traceback.format_exc()
+    state = os.environ.get(LOG_DIR_ENV) or str(Path.home() / ".local" / "state")
+    name = f"error-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    for folder in (Path(state) / "flowprep", Path(tempfile.gettempdir()) / "flowprep"):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_text(text)
+            return folder / name
+        except OSError:
+            continue
+    return None
+
+
+def _reader_left() -> int:
+    """The reader of stdout went away (`flowprep stats --json | head`): what it wanted it got. Point
+    stdout at /dev/null so the interpreter's final flush does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_OK
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="flowprep", description=DESCRIPTION, epilog=EXIT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--version", action="version", version=f"flowprep {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="on an unexpected error, print the traceback instead of writing it to a log "
+                             "file (give it before the command)")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     b = sub.add_parser("build", help="videos -> mouth ROIs -> optical flow -> HDF5 shards",
@@ -71,15 +161,16 @@ def _parser() -> argparse.ArgumentParser:
     b.set_defaults(func=_cmd_build)
 
     v = sub.add_parser("verify", help="check every shard against the manifest (checksums, shapes, offsets)",
-                       description="Recompute checksums and check every shard; exit 1 naming each problem.")
-    v.add_argument("root", help="a shard folder written by `flowprep build`")
+                       description="Recompute checksums and check every shard; exit 1 naming each problem.",
+                       formatter_class=_Help)
+    add_folder_argument(v)
     v.add_argument("--no-checksums", action="store_true",
                    help="skip sha256 (faster on large folders; a shard modified in place then passes)")
     v.set_defaults(func=_cmd_verify)
 
     st = sub.add_parser("stats", help="clips per split and label, QC distributions, bytes per clip",
-                        description="Summarise a shard folder.")
-    st.add_argument("root", help="a shard folder written by `flowprep build`")
+                        description="Summarise a shard folder.", formatter_class=_Help)
+    add_folder_argument(st)
     st.add_argument("--json", action="store_true", help="print JSON instead of a table")
     st.add_argument("--allow-incomplete", action="store_true",
                     help="summarise a folder whose build did not finish (refused otherwise: its figures would "
@@ -87,8 +178,9 @@ def _parser() -> argparse.ArgumentParser:
     st.set_defaults(func=_cmd_stats)
 
     pv = sub.add_parser("preview", help="contact sheet PNG: crops, colour-coded flow and QC per clip",
-                        description="Draw clips' crops over time with their flow; pick clips by id or worst QC.")
-    pv.add_argument("root", help="a shard folder written by `flowprep build`")
+                        description="Draw clips' crops over time with their flow; pick clips by id or worst QC.",
+                        formatter_class=_Help)
+    add_folder_argument(pv)
     pv.add_argument("--out", default="preview.png", help="PNG to write")
     pv.add_argument("--clip", action="append", help="a clip id to show (repeatable)")
     pv.add_argument("--worst", type=int, default=None, help="show the N clips with the worst QC (default 4)")
@@ -97,7 +189,7 @@ def _parser() -> argparse.ArgumentParser:
 
     from .bench import add_bench_parser
 
-    add_bench_parser(sub, _add_build_options)
+    add_bench_parser(sub, _add_build_options, config_from_args)
     from .train.cli import add_train_parsers  # train, eval
     add_train_parsers(sub)
     return parser
@@ -197,8 +289,15 @@ def _cmd_build(args: argparse.Namespace) -> int:
     from .build import build
 
     cfg = config_from_args(args)
-    with _stdout_for_json_only(args.json):
-        report = build(args.src, args.out, cfg, overwrite=args.overwrite, progress=not args.no_progress)
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise FlowprepError(f"--out {args.out} is a file: give a folder (it is made when missing)")
+    try:
+        with _stdout_for_json_only(args.json):
+            report = build(args.src, args.out, cfg, overwrite=args.overwrite, progress=not args.no_progress)
+    except OSError as exc:
+        if exc.filename is None:  # a write that failed on flush or close (a full disk) names no file
+            exc.filename = args.out
+        raise
     for line in report.lines():
         print(line, file=sys.stderr)
     if args.json:

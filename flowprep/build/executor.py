@@ -3,13 +3,23 @@
 Ray's API moves between versions; keeping every call here means one file to mend. The build asks
 for four things: run a function somewhere (with resources and retries), keep a model alive in an
 actor, wait for results, and say what the cluster has.
+
+Two things about how Ray starts its processes are settled here too. Ray's workers put the driver's
+working directory first on their import path: a folder named ``flowprep`` there (a clone's root)
+would be imported as an empty namespace package in place of an editable install (whose import hook
+runs after the path search), so the workers also get the folder that holds this package on their path:
+Python takes a regular package found anywhere on the path over a namespace folder found earlier. And the embedded cluster listens on loopback only:
+Ray turns 127.0.0.1 into the host's address and its servers bind every interface unless
+RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 is set in the driver and every process it starts.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from typing import Any, Callable, Sequence
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
 
 from ..errors import FlowprepError
 from .stages import StageSpec
@@ -36,6 +46,13 @@ def _call(fn: Callable, *args: Any) -> Any:
     return _stamp_node(fn(*args))
 
 
+def _call_counted(fn: Callable, *args: Any) -> tuple[Any, int]:
+    """``fn(*args)`` and its frame count (0 for a result without frames), returned as two objects so
+    the driver can count progress without fetching the pixels."""
+    result = _stamp_node(fn(*args))
+    return result, int(getattr(result, "num_frames", 0) or 0)
+
+
 def _labelled(fn: Callable, *args: Any) -> tuple[str, Any]:
     return _node_label(), fn(*args)
 
@@ -53,6 +70,53 @@ class _StageActor:
         return self.stage.describe()
 
 
+# Ray's switch between a one-machine cluster on loopback and a networked one (its name is historical).
+LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+# The folder holding this package: on every worker's import path.
+PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
+
+
+def _job_config():
+    """Workers import this package from where the driver did, whatever folders the driver's working
+    directory holds (Ray puts that directory and the script's folder on each worker's path too)."""
+    from ray.job_config import JobConfig
+
+    return JobConfig(_py_driver_sys_path=[PACKAGE_PARENT])
+
+
+class _DropTokenNotice(logging.Filter):
+    """Ray announces on every new local cluster that it turned token authentication on; the embedded
+    cluster keeps it on, and the notice is noise in a build's output."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Token authentication is enabled")
+
+
+@contextlib.contextmanager
+def _loopback_only() -> Iterator[None]:
+    """While the embedded cluster starts: Ray keeps 127.0.0.1 as its node address and binds its servers
+    (GCS, raylet, object manager, workers, agents, metrics) to it. The variable is read by Ray's Python
+    at import and by each process it spawns, so it is set in the environment and in the constant an
+    earlier import of Ray computed."""
+    from ray._private import ray_constants
+
+    saved_env, saved_const = os.environ.get(LOOPBACK_ENV), ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[LOOPBACK_ENV] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    notices = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    quiet = _DropTokenNotice()
+    notices.addFilter(quiet)
+    try:
+        yield
+    finally:
+        notices.removeFilter(quiet)
+        ray_constants.ENABLE_RAY_CLUSTER = saved_const
+        if saved_env is None:
+            os.environ.pop(LOOPBACK_ENV, None)
+        else:
+            os.environ[LOOPBACK_ENV] = saved_env
+
+
 class RayExecutor:
     """Runs stages on a Ray cluster: an embedded local one by default, or the one at ``address``."""
 
@@ -62,6 +126,7 @@ class RayExecutor:
         self.num_gpus = num_gpus
         self._started_here = False
         self._remote_call = None
+        self._remote_counted = None
         self._actor_cls = None
 
     # ---- lifecycle ----------------------------------------------------------------------
@@ -79,7 +144,8 @@ class RayExecutor:
             pass  # a caller (a test, a notebook, a Ray job) already connected: use that cluster
         elif self.address:
             try:
-                ray.init(address=self.address, logging_level=logging.WARNING, log_to_driver=False)
+                ray.init(address=self.address, logging_level=logging.WARNING, log_to_driver=False,
+                         job_config=_job_config())
             except (ConnectionError, ValueError, RuntimeError) as exc:
                 raise FlowprepError(
                     f"cannot connect to the Ray cluster at {self.address!r}: {exc}. "
@@ -88,18 +154,21 @@ class RayExecutor:
             self._started_here = True
         else:
             cpus = self.num_cpus or os.cpu_count() or 1
-            ray.init(
-                address="local",  # a new embedded cluster, never one `ray start` left on this machine
-                _node_ip_address="127.0.0.1",  # a one-machine cluster talks over loopback only
-                num_cpus=cpus,
-                num_gpus=self.num_gpus,
-                include_dashboard=False,
-                logging_level=logging.WARNING,
-                log_to_driver=False,
-                configure_logging=True,
-            )
+            with _loopback_only():
+                ray.init(
+                    address="local",  # a new embedded cluster, never one `ray start` left on this machine
+                    _node_ip_address="127.0.0.1",  # a one-machine cluster talks over loopback only
+                    num_cpus=cpus,
+                    num_gpus=self.num_gpus,
+                    include_dashboard=False,
+                    logging_level=logging.WARNING,
+                    log_to_driver=False,
+                    configure_logging=True,
+                    job_config=_job_config(),
+                )
             self._started_here = True
         self._remote_call = ray.remote(_call)
+        self._remote_counted = ray.remote(num_returns=2)(_call_counted)
         self._actor_cls = ray.remote(_StageActor)
 
     def close(self) -> None:
@@ -140,6 +209,14 @@ class RayExecutor:
         return self._remote_call.options(
             num_cpus=spec.num_cpus, num_gpus=spec.num_gpus, max_retries=spec.max_retries, name=spec.name
         ).remote(fn, *args)
+
+    def submit_counted(self, spec: StageSpec, fn: Callable, *args: Any) -> tuple[Any, Any]:
+        """Like ``submit``, plus a second reference that holds the result's frame count: small enough to
+        fetch for a progress figure while the result itself stays where it was made."""
+        result, frames = self._remote_counted.options(
+            num_cpus=spec.num_cpus, num_gpus=spec.num_gpus, max_retries=spec.max_retries, name=spec.name
+        ).remote(fn, *args)
+        return result, frames
 
     def start_actors(self, spec: StageSpec, cls: type, init_args: Sequence, count: int, use_gpu: bool) -> list:
         """``count`` actors each holding ``cls(*init_args)``; restarted when their process dies."""

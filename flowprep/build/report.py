@@ -1,7 +1,11 @@
-"""What a build did: the figures a person wants at the end, and the exit status they imply."""
+"""What a build did: the figures a person wants at the end, and the exit status they imply.
+
+Every figure covers the work of this run alone: shards an earlier run committed are counted, not
+timed. The summary ends by saying where the shards are and what to run next."""
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
 
 from ..errors import EXIT_FATAL, EXIT_OK, EXIT_PARTIAL
@@ -27,6 +31,11 @@ class BuildReport:
     shard_errors: list[str] = field(default_factory=list)
     total_failed: int = 0  # over the whole output folder, earlier runs included
     complete: bool = False
+
+    # The steady rate is shown only over a span this long and this many clips: with a handful of clips
+    # finishing within one poll of each other it divides by almost nothing.
+    STEADY_MIN_SPAN_S = 5.0
+    STEADY_MIN_CLIPS = 8
 
     @property
     def frames_per_s(self) -> float:
@@ -70,12 +79,17 @@ class BuildReport:
         return EXIT_PARTIAL if self.total_failed else EXIT_OK
 
     def lines(self) -> list[str]:
-        out = [
-            f"clips written {self.clips}, failed {self.failed}"
-            + (f", {self.skipped_shards} shard(s) already done" if self.skipped_shards else ""),
-            f"{self.frames} frames in {self.seconds:.1f} s: {self.frames_per_s:.1f} frames/s "
-            f"({self.steady_frames_per_s:.1f} once running), {self.bytes_per_clip / 1024:.0f} KiB per clip",
-        ]
+        done = f", {self.skipped_shards} shard(s) already done by an earlier run" if self.skipped_shards else ""
+        out = [f"clips written {self.clips}, failed {self.failed}{done}"]
+        if self.written_shards or self.frames:
+            steady = ""
+            span = self.last_clip_s - self.first_clip_s
+            if self.clips >= self.STEADY_MIN_CLIPS and span >= self.STEADY_MIN_SPAN_S:
+                steady = f" ({self.steady_frames_per_s:.1f} once running)"
+            out.append(f"{self.frames} frames in {self.seconds:.1f} s: {self.frames_per_s:.1f} frames/s{steady}, "
+                       f"{self.bytes_per_clip / 1024:.0f} KiB per clip")
+        elif self.skipped_shards and not self.shard_errors:
+            out.append("nothing left to build: every planned shard was committed before")
         if self.frames and self.stage_seconds:
             per = ", ".join(f"{k.removesuffix('_s')} {1000 * v / self.frames:.2f}" for k, v in self.stage_seconds.items())
             out.append(f"worker time per frame (ms): {per}")
@@ -95,4 +109,21 @@ class BuildReport:
             out.append(f"shard not built: {err}")
         if self.shard_errors or not self.complete:
             out.append("the build is incomplete: rerun the same command to finish it")
+        else:
+            out += self.next_steps()
         return out
+
+    def next_steps(self) -> list[str]:
+        """Where the shards are and the commands a person runs next."""
+        folder = _quoted(self.out_dir)
+        return [
+            f"shards in {self.out_dir} (manifest.json, failures.jsonl); next:",
+            f"  flowprep verify --shards {folder}     # checksums and shapes",
+            f"  flowprep stats --shards {folder}      # clips per split and label, QC",
+            f"  flowprep preview --shards {folder} --out preview.png   # crops and flow, worst QC first",
+            f"  flowprep train --shards {folder} --out runs/first      # a two-stream model",
+        ]
+
+
+def _quoted(path: str) -> str:
+    return shlex.quote(path)

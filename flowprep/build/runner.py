@@ -34,6 +34,8 @@ from .report import BuildReport
 # Clips per flow call = batch_pairs / this: LRW clips have 28 pairs; longer clips just make bigger calls.
 PAIRS_PER_CLIP = 28
 log = logging.getLogger(__name__)
+# tqdm's default bar turns a rate under one into s/clip; a build's bar always says clips/s.
+BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_noinv_fmt}{postfix}]"
 VERSIONED = ("flowprep", "torch", "ptlflow", "dlib-bin", "opencv-python", "h5py", "hdf5plugin", "ray", "numpy")
 
 
@@ -263,10 +265,11 @@ def _run(ex, manifest: Manifest, todo, cfg: BuildConfig, out: Path, report: Buil
     total = sum(len(p.records) for p in todo)
     nodes = int(resources["nodes"])
     desc = "build" if nodes <= 1 else f"build on {nodes} nodes"  # say so when the work spreads
-    bar = tqdm(total=total, unit="clip", desc=desc, disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=total, unit="clip", desc=desc, disable=not progress, dynamic_ncols=True, bar_format=BAR_FORMAT)
     queue = deque(todo)
     writers: dict = {}  # writer ref -> shard
-    watched: dict = {}  # ref -> clips it stands for (progress)
+    watched: dict = {}  # ref -> frame-count refs of the clips it stands for (progress)
+    frames_seen = 0  # frames of the clips finished so far: the bar's rate before any shard commits
     flows_rr = 0
     watchdog = _Watchdog(ex, cfg.stall_timeout)
     t0 = time.perf_counter()
@@ -274,7 +277,8 @@ def _run(ex, manifest: Manifest, todo, cfg: BuildConfig, out: Path, report: Buil
         while queue or writers:
             while queue and len(writers) < max_inflight:
                 shard = queue.popleft()
-                clip_refs = [ex.submit(stages.CROP, stages.crop_clip, r, cfg) for r in shard.records]
+                counted = [ex.submit_counted(stages.CROP, stages.crop_clip, r, cfg) for r in shard.records]
+                clip_refs = [ref for ref, _ in counted]
                 if flow_actors:
                     parts = []
                     per_batch = max(1, cfg.flow.batch_pairs // PAIRS_PER_CLIP)
@@ -283,10 +287,10 @@ def _run(ex, manifest: Manifest, todo, cfg: BuildConfig, out: Path, report: Buil
                         flows_rr += 1
                         ref = ex.call_actor(actor, *clip_refs[i:i + per_batch])
                         parts.append(ref)
-                        watched[ref] = len(clip_refs[i:i + per_batch])
+                        watched[ref] = [n for _, n in counted[i:i + per_batch]]
                 else:
                     parts = clip_refs
-                    watched.update({ref: 1 for ref in clip_refs})
+                    watched.update({ref: [n] for ref, n in counted})
                 job = stages.ShardJob(str(out), shard.name, shard.split, shard.plan_hash, attrs,
                                       cfg.compression, cfg.compression_level)
                 writers[ex.submit(stages.WRITE, stages.write, job, *parts)] = shard
@@ -296,10 +300,16 @@ def _run(ex, manifest: Manifest, todo, cfg: BuildConfig, out: Path, report: Buil
                 watchdog.progressed()
             else:
                 watchdog.check()
+            clips_done = 0
             for ref in finished:
-                bar.update(watched.pop(ref))
+                counts = watched.pop(ref)
+                frames_seen += sum(_frames_of(ex, n) for n in counts)
+                clips_done += len(counts)
                 report.last_clip_s = time.perf_counter() - t0
                 report.first_clip_s = report.first_clip_s or report.last_clip_s
+            if clips_done:  # the rates first, so the bar's redraw shows them with the count
+                bar.set_postfix_str(_bar_figures(frames_seen, report), refresh=False)
+                bar.update(clips_done)
             for ref in ex.ready(list(writers)):
                 shard = writers.pop(ref)
                 try:
@@ -310,12 +320,24 @@ def _run(ex, manifest: Manifest, todo, cfg: BuildConfig, out: Path, report: Buil
                 manifest.commit(summary.entry, out)
                 _account(report, summary)
                 report.seconds = time.perf_counter() - t0
-                bar.set_postfix(fps=f"{report.frames_per_s:.0f}", failed=report.failed, refresh=False)
+                bar.set_postfix_str(_bar_figures(frames_seen, report), refresh=False)  # failures are known now
         # A writer that died mid-file (its node lost) was rerun elsewhere under another temporary name.
         _remove_stale_temporaries(out)
     finally:
         bar.close()
         report.seconds = time.perf_counter() - t0
+
+
+def _bar_figures(frames_seen: int, report: BuildReport) -> str:
+    return f"{frames_seen / max(report.last_clip_s, 1e-9):.0f} frames/s, {report.failed} failed"
+
+
+def _frames_of(ex, count_ref) -> int:
+    """A finished clip's frame count; 0 when its task was lost (the shard's writer reports that)."""
+    try:
+        return int(ex.get(count_ref))
+    except FlowprepError:
+        return 0
 
 
 def _flow_stage(ex, cfg: BuildConfig, resources: dict) -> tuple[list, dict]:

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from ..cli import _Help as _MeaningfulDefaults
+from ..cliforms import Help as _MeaningfulDefaults
 from ..errors import FlowprepError
 from .config import BACKENDS, FRONTENDS, FUSIONS, TrainConfig
 
@@ -89,7 +89,7 @@ def add_train_parsers(sub) -> None:
     e.add_argument("--checkpoint", default="best", choices=["best", "last"],
                    help="best validation weights (falls back to last) or the last epoch's")
     e.add_argument("--shards", default=None, help="the shard folder, if it moved since training")
-    e.add_argument("--device", default="auto")
+    e.add_argument("--device", default="auto", help="auto (CUDA when there is one), cpu, cuda or cuda:N")
     e.add_argument("--batch-size", type=int, default=None, help="default: the run's")
     e.add_argument("--workers", type=int, default=None, help="default: the run's")
     e.add_argument("--top", type=int, default=10, help="confused pairs to print")
