@@ -96,3 +96,14 @@ def test_cli_table_and_json(built, capsys):
     data = json.loads(capsys.readouterr().out)
     assert data["short_clips"]["train"]["clips"][0]["clip_id"] == SHORT
     assert data["class_balance"]["test"]["classes"] == 3
+
+
+def test_readme_sample_is_this_output(built):
+    """The README's `stats` sample is this build's output, line for line."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text().splitlines()
+    start = readme.index("    frames per clip      min      p5     p50     max    mean")
+    sample = [line[4:] for line in readme[start:start + 8] if line.startswith("    ")]
+    assert len(sample) == 6
+    table = format_stats(shard_stats(built)).splitlines()
+    for line in sample:
+        assert line in table
