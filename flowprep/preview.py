@@ -23,6 +23,7 @@ CAPTION_H = 22  # the clip caption above each band
 INDEX_H = 14  # the frame / pair index strips under the tiles
 KEY_H, KEY_W = 64, 640  # the colour-wheel key at the top
 GAP = 6  # white rows between bands
+CAPTION_FONT = 0.42  # cv2 font scale of the captions
 
 
 def pick_clips(root: Path, clip_ids: list[str] | None = None, worst: int | None = None) -> list[tuple[str, int]]:
@@ -63,7 +64,7 @@ def contact_sheet(root: str | Path, clips: list[tuple[str, int]], columns: int =
             samples.append(shard.clip(i, ("gray", "flow")))
     magnitudes = [np.hypot(s["flow"][:, 0], s["flow"][:, 1]) for s in samples if len(s["flow"])]
     peak = max((float(np.percentile(m, 99)) for m in magnitudes), default=0.0) or 1.0
-    bands = []
+    tiles, captions = [], []
     for s in samples:
         gray, flow = s["gray"], s["flow"]
         size = gray.shape[-1]
@@ -74,14 +75,20 @@ def contact_sheet(root: str | Path, clips: list[tuple[str, int]], columns: int =
             bottom = np.concatenate([flow_colours(flow[k], peak) for k in picks], axis=1)
         else:
             bottom = np.zeros_like(top)
-        rows = [_text_row(_caption(s), top.shape[1], CAPTION_H), top,
-                _index_row([f"frame {k}" for k in picks], size), bottom,
-                _index_row([f"flow {k}>{k + 1}" if len(flow) else "no flow" for k in picks], size)]
-        bands.append(np.concatenate(rows, axis=0))
+        tiles.append(np.concatenate([top, _index_row([f"frame {k}" for k in picks], size), bottom,
+                                     _index_row([f"flow {k}>{k + 1}" if len(flow) else "no flow" for k in picks], size)]))
+        captions.append(_caption(s))
     key = _key(peak)
-    width = max(b.shape[1] for b in bands + [key])
-    bands = [np.pad(b, ((0, GAP), (0, width - b.shape[1]), (0, 0)), constant_values=255) for b in [key] + bands]
-    return np.concatenate(bands, axis=0)
+    # as wide as the widest of the key, the tiles and the captions (a caption is never cut off)
+    width = max([key.shape[1]] + [t.shape[1] for t in tiles] + [_text_width(c) + 8 for c in captions])
+    bands = [key] + [np.concatenate([_text_row(c, t.shape[1], CAPTION_H), t]) for c, t in zip(captions, tiles)]
+    bands = [np.pad(b, ((0, GAP), (0, width - b.shape[1]), (0, 0)), constant_values=255) for b in bands]
+    sheet = np.concatenate(bands, axis=0)
+    y = KEY_H + GAP
+    for c, t in zip(captions, tiles):  # captions drawn across the whole width
+        sheet[y:y + CAPTION_H] = _text_row(c, width, CAPTION_H)
+        y += CAPTION_H + t.shape[0] + GAP
+    return sheet
 
 
 def flow_colours(flow: np.ndarray, peak: float) -> np.ndarray:
@@ -127,8 +134,12 @@ def _caption(s: dict) -> str:
 
 def _text_row(text: str, width: int, height: int) -> np.ndarray:
     row = np.full((height, width, 3), 255, np.uint8)
-    cv2.putText(row, text, (4, height - 7), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(row, text, (4, height - 7), cv2.FONT_HERSHEY_SIMPLEX, CAPTION_FONT, (0, 0, 0), 1, cv2.LINE_AA)
     return row
+
+
+def _text_width(text: str) -> int:
+    return cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, CAPTION_FONT, 1)[0][0]
 
 
 def _index_row(labels: list[str], tile: int) -> np.ndarray:

@@ -30,6 +30,26 @@ def test_sheet_layout_and_cli(shard_dir, tmp_path, capsys):  # noqa: F811
     assert cv2.imread(str(tmp_path / "w.png")).shape[0] == KEY_H + GAP + 3 * BAND
 
 
+def test_caption_never_cut_off(tmp_path):
+    """A caption wider than the key and the tiles widens the sheet, in full."""
+    from dataclasses import replace
+
+    from flowprep.preview import _text_width, contact_sheet
+    from flowprep.shards import Manifest, write_shard
+    from tests.shards.test_writer import ATTRS, _result
+
+    result = _result(0, 5, np.random.default_rng(0))
+    result = replace(result, record=replace(result.record, clip_id="W/train/" + "x" * 120))
+    m = Manifest(config={}, config_fingerprint="abc", src="/src", layout="lrw", classes=["W"])
+    m.commit(write_shard(tmp_path, "train-00000.h5", "train", "p", [result], ATTRS).entry, tmp_path)
+    m.planned_clips = 1
+    m.save(tmp_path)
+    sheet = contact_sheet(tmp_path, [("train-00000.h5", 0)], columns=1)
+    assert sheet.shape[1] > KEY_W
+    assert sheet[KEY_H + GAP:KEY_H + GAP + CAPTION_H, -2:].min() == 255  # a white margin after the text
+    assert sheet[KEY_H + GAP:KEY_H + GAP + CAPTION_H, -_text_width("x" * 10):].min() < 128  # the text reaches it
+
+
 def test_flow_colours_share_one_scale():
     still = np.zeros((2, 8, 8), np.float32)
     still[0, 0, 0] = 0.01  # flow_vis.flow_to_color would stretch this to full saturation

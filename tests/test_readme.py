@@ -94,3 +94,12 @@ def test_training_block_says_what_arrives(readme_cwd, monkeypatch):
 def test_quick_command_line_runs(readme_cwd, monkeypatch, argv):
     monkeypatch.chdir(readme_cwd)
     assert cli_main(argv[1:]) == 0
+
+
+@pytest.mark.parametrize("argv", command_lines(), ids=" ".join)
+def test_every_command_line_parses(argv):
+    """The README's other command lines build or train for minutes; they must at least parse."""
+    from flowprep.cli import _parser
+
+    args = _parser().parse_args(argv[1:])
+    assert callable(args.func)
