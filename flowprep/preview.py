@@ -75,8 +75,9 @@ def contact_sheet(root: str | Path, clips: list[tuple[str, int]], columns: int =
             bottom = np.concatenate([flow_colours(flow[k], peak) for k in picks], axis=1)
         else:
             bottom = np.zeros_like(top)
+        pairs = [f"flow {k}>{k + 1}" if len(flow) else "no flow" for k in picks]
         tiles.append(np.concatenate([top, _index_row([f"frame {k}" for k in picks], size), bottom,
-                                     _index_row([f"flow {k}>{k + 1}" if len(flow) else "no flow" for k in picks], size)]))
+                                     _index_row(pairs, size)]))
         captions.append(_caption(s))
     key = _key(peak)
     # as wide as the widest of the key, the tiles and the captions (a caption is never cut off)

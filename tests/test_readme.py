@@ -45,7 +45,8 @@ def readme_cwd(tmp_path_factory) -> Path:
     cwd = tmp_path_factory.mktemp("readme")
     for k, (word, name) in enumerate([("hello", "a"), ("hello", "b"), ("world", "c"), ("world", "d")]):
         frames = av.event_frames(FRAMES, event=10 + k, size=256, face=True)
-        av.write_av_clip(cwd / "clips" / word / f"{name}.mp4", frames, av.tone_burst(FRAMES / av.FPS, (10 + k) / av.FPS))
+        sound = av.tone_burst(FRAMES / av.FPS, (10 + k) / av.FPS)
+        av.write_av_clip(cwd / "clips" / word / f"{name}.mp4", frames, sound)
     code = cli_main(["build", "--src", str(cwd / "clips"), "--out", str(cwd / "shards"), "--flow", "dis",
                      "--audio", "--no-progress"])
     assert code == 0

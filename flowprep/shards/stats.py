@@ -58,9 +58,10 @@ def shard_stats(root: str | Path) -> dict:
         "clips_per_label": {s: dict(sorted(c.items())) for s, c in labels.items()},
         "bytes_per_clip": totals["bytes"] / totals["clips"] if totals["clips"] else 0.0,
         "failures_by_stage": dict(Counter(f.get("stage", "?") for f in manifest.failures)),
-        "clip_frames": {s: _length_distribution(v) for s, v in sorted(lengths.items())},
-        "short_clips": {s: _short_clips(v) for s, v in sorted(lengths.items())},
-        "class_balance": {s: _class_balance(c) for s, c in sorted(labels.items())},
+        # splits whose every clip failed have no lengths or classes to show
+        "clip_frames": {s: _length_distribution(v) for s, v in sorted(lengths.items()) if v},
+        "short_clips": {s: _short_clips(v) for s, v in sorted(lengths.items()) if v},
+        "class_balance": {s: _class_balance(c) for s, c in sorted(labels.items()) if c},
         "qc": dist,
         "flow_backend": manifest.flow_backend.get("name"),
     }

@@ -73,9 +73,10 @@ def test_clips_per_class(built):
     assert f"clips per class in train (3 classes): {', '.join(f'{w} 2' for w in words)}" in format_stats(stats)
 
 
-def test_unbalanced_classes_show_both_ends(built):
-    from flowprep.shards.stats import _class_balance
+def test_unbalanced_classes_show_both_ends():
     from collections import Counter
+
+    from flowprep.shards.stats import _class_balance
 
     counts = Counter({f"W{i:02d}": i for i in range(1, 13)})
     b = _class_balance(counts)
