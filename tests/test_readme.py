@@ -75,8 +75,14 @@ def test_training_block_says_what_arrives(readme_cwd, monkeypatch):
     monkeypatch.chdir(readme_cwd)
     ns: dict = {"__name__": "__readme__"}
     exec(compile(python_blocks()[0], "README.md python block 1", "exec"), ns)
+    sample, t = ns["sample"], len(ns["sample"]["gray"])
+    assert sample["gray"].dtype == torch.uint8 and sample["gray"].shape == (t, 112, 112)
+    assert sample["flow"].dtype == torch.float32 and sample["flow"].shape == (t - 1, 2, 112, 112)
+    assert {"label", "word", "clip_id", "qc"} <= set(sample) and sample["boundary"].shape == (t,)
+    assert repr(ns["ds"]).startswith("ShardDataset('shards', split='train': 4 clips in 1 shard(s), 2 classes)")
     raw = next(iter(ns["loader"]))  # what the workers hand over
     assert raw["gray"].dtype == torch.uint8 and raw["flow"].dtype == torch.int8
+    assert raw["flow_scale"].shape == (len(raw["gray"]),)
     assert raw["gray"].shape[-2:] == (104, 104) and raw["flow"].shape[2:] == (2, 104, 104)
     stats = ns["ds"].manifest.stats("train")
     pixels = ns["flow_to_pixels"](raw)
