@@ -181,7 +181,8 @@ def _parser() -> argparse.ArgumentParser:
                         description="Draw clips' crops over time with their flow; pick clips by id or worst QC.",
                         formatter_class=_Help)
     add_folder_argument(pv)
-    pv.add_argument("--out", default="preview.png", help="PNG to write")
+    pv.add_argument("--out", default="preview.png",
+                    help="image to write (.png, .jpg, .webp, ...); a missing folder is created")
     pv.add_argument("--clip", action="append", help="a clip id to show (repeatable)")
     pv.add_argument("--worst", type=int, default=None, help="show the N clips with the worst QC (default 4)")
     pv.add_argument("--columns", type=int, default=10, help="frames shown per clip")

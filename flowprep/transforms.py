@@ -16,6 +16,8 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from .dataset.collate import flow_to_pixels
+
 # Mirror image of each of dlib's 68 points: a flipped face's left eye is its right eye.
 _MIRROR_68 = np.array(
     list(range(16, -1, -1))  # jaw
@@ -31,6 +33,9 @@ _MIRROR_68 = np.array(
 class Compose:
     def __init__(self, transforms: Sequence[Callable[[dict], dict]]):
         self.transforms = list(transforms)
+
+    def __repr__(self) -> str:
+        return f"Compose({', '.join(type(t).__name__ for t in self.transforms)})"
 
     def __call__(self, sample: dict) -> dict:
         for t in self.transforms:
@@ -120,7 +125,15 @@ class RandomHorizontalFlip(_Random):
 
 
 class Normalize:
-    """gray -> (gray/255 - mean) / std as float32; flow -> flow / flow_std. Statistics from the manifest."""
+    """Model-ready floats: gray -> (gray/255 - mean) / std, flow -> pixels / flow_std, float32.
+
+    Works on one sample (in DataLoader workers) or on a batch after the transfer to the device (the
+    fast path: uint8 gray and the shard's stored integer flow cross processes and the bus, 4x fewer
+    bytes than floats, and the floats are made where the model runs). Stored flow is dequantised with
+    the sample's or batch's ``flow_scale`` (one number, or one per clip), as ``flow_to_pixels`` does.
+    The result is no longer in pixels, so ``flow_scale`` is dropped from it and ``flow_to_pixels``
+    (or a second ``Normalize``) refuses it instead of scaling it again. Statistics from the manifest.
+    """
 
     def __init__(self, gray_mean: float, gray_std: float, flow_std: float = 1.0):
         self.gray_mean, self.gray_std, self.flow_std = gray_mean, gray_std, flow_std
@@ -129,13 +142,16 @@ class Normalize:
     def from_manifest(cls, stats: dict) -> "Normalize":
         return cls(stats["gray_mean"], stats["gray_std"], stats.get("flow_std", 1.0))
 
+    def __repr__(self) -> str:
+        return f"Normalize(gray_mean={self.gray_mean:.4g}, gray_std={self.gray_std:.4g}, flow_std={self.flow_std:.4g})"
+
     def __call__(self, sample: dict) -> dict:
         out = dict(sample)
         if "gray" in out:
             out["gray"] = (out["gray"].float() / 255.0 - self.gray_mean) / self.gray_std
-        if "flow" in out:  # stored integers (flow_dtype="stored") carry their scale
-            out["flow"] = out["flow"].float() * (float(out.get("flow_scale", 1.0)) / self.flow_std)
-            out["flow_scale"] = 1.0
+        if "flow" in out:
+            out["flow"] = flow_to_pixels(out) / self.flow_std
+            del out["flow_scale"]
         return out
 
 

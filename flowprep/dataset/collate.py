@@ -49,7 +49,13 @@ def _pad(values: list[torch.Tensor]) -> torch.Tensor:
 
 
 def flow_to_pixels(batch: dict[str, Any]) -> torch.Tensor:
-    """Float flow in pixels from a batch read with ``flow_dtype="stored"`` (run it on the GPU, after
-    the transfer: integers are 4x fewer bytes to move)."""
-    scale = torch.as_tensor(batch.get("flow_scale", 1.0), dtype=torch.float32, device=batch["flow"].device)
-    return batch["flow"].float() * scale.reshape(-1, *([1] * (batch["flow"].dim() - 1)))
+    """Float32 flow in pixels from a sample or batch whose flow is the shard's stored integers
+    (``flow_dtype="stored"``: pixels = stored x ``flow_scale``, one scale per clip) or already pixels
+    (``flow_scale`` 1). Run it on the GPU, after the transfer: integers are 4x fewer bytes to move.
+    Flow that ``Normalize`` already turned into units of its std has no ``flow_scale``: refused."""
+    if "flow_scale" not in batch:
+        raise ValueError("this flow has no flow_scale, so it is not pixels or stored integers: Normalize already "
+                         "divided it by the flow std; call flow_to_pixels before Normalize, or leave Normalize out")
+    flow = batch["flow"]
+    scale = torch.as_tensor(batch["flow_scale"], dtype=torch.float32, device=flow.device)
+    return flow.float() * scale.reshape(-1, *([1] * (flow.dim() - 1)))

@@ -69,6 +69,16 @@ class ShardDataset(Dataset):
     def __len__(self) -> int:
         return self._len
 
+    def __repr__(self) -> str:
+        classes = len(self.manifest.classes)
+        flow = f" (flow {self.flow_dtype})" if "flow" in self.streams else ""
+        head = (f"ShardDataset({str(self.root)!r}, split={self.split!r}: {self._len} clips in {len(self.shards)} "
+                f"shard(s), {classes if classes else 'no'} classes{'' if classes else ' (unlabelled)'})")
+        tail = f"  streams: {', '.join(self.streams)}{flow}"
+        if self.transform is not None:
+            tail += f"; transform: {self.transform!r}"
+        return f"{head}\n{tail}"
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         if index < 0:
             index += self._len

@@ -154,3 +154,27 @@ def test_checksum_checked_on_request(shard_dir, tmp_path):
     assert ds[0]["clip_id"]  # intact shards read
     with pytest.raises(FlowprepError, match=r"train-00002\.h5 fails its sha256 check.*flowprep verify"):
         ds[9]
+
+
+def test_repr_says_what_the_dataset_is(shard_dir):
+    from flowprep.transforms import Compose, Normalize, RandomCrop
+
+    ds = ShardDataset(shard_dir, split="train")
+    head, streams = repr(ds).splitlines()
+    assert head == f"ShardDataset({str(shard_dir)!r}, split='train': 12 clips in 3 shard(s), 3 classes)"
+    assert streams == "  streams: gray, flow (flow float32)"
+    aug = Compose([RandomCrop(8, seed=0), Normalize(0.5, 0.25, 2.0)])
+    ds = ShardDataset(shard_dir, streams=("gray", "landmarks"), transform=aug)
+    assert repr(ds).splitlines()[1] == "  streams: gray, landmarks; transform: Compose(RandomCrop, Normalize)"
+    assert not ds._handles  # repr opens nothing
+
+
+def test_repr_of_unlabelled_folder(shard_dir, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(shard_dir, copy)
+    data = json.loads((copy / "manifest.json").read_text())
+    data["classes"] = []
+    (copy / "manifest.json").write_text(json.dumps(data))
+    assert "12 clips in 3 shard(s), no classes (unlabelled))" in repr(ShardDataset(copy, flow_dtype="stored"))
