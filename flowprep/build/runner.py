@@ -50,14 +50,14 @@ def build(
     """Build shards for every clip under ``src`` into ``out``; resumes what an earlier run began."""
     cfg = config or BuildConfig()
     src, out = Path(src).resolve(), Path(out).resolve()
-    found = scan(src, cfg.layout, cfg.words, cfg.splits)  # says so when --src is missing or not a folder
     out.mkdir(parents=True, exist_ok=True)
     with BuildLock(out):  # one build per folder, from before the first look at it to the last write
-        return _build_locked(src, out, cfg, found, overwrite, progress, executor)
+        return _build_locked(src, out, cfg, overwrite, progress, executor)
 
 
-def _build_locked(src: Path, out: Path, cfg: BuildConfig, found, overwrite: bool, progress: bool,
+def _build_locked(src: Path, out: Path, cfg: BuildConfig, overwrite: bool, progress: bool,
                   executor: RayExecutor | None) -> BuildReport:
+    found = scan(src, cfg.layout, cfg.words, cfg.splits)  # says so when --src is missing or not a folder
     records, layout = found.records, found.layout
     if cfg.limit is not None:
         records = records[: cfg.limit]
