@@ -201,3 +201,64 @@ class RayExecutor:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[-1][:400] if text else type(exc).__name__
+
+
+# ---- Ray Train: data-parallel training (flowprep.train) -------------------------------------------
+# The trainer's own DDP code runs unchanged in every worker: Ray Train starts the processes, one per
+# GPU (or CPU slot), and makes the torch process group (NCCL on GPUs, gloo on CPUs) before calling it.
+
+def run_data_parallel(fn: Callable[[Any], Any], arg: Any, *, address: str | None, workers_per_node: int,
+                      use_gpu: bool | None, storage_path: str, name: str, timeout_s: float) -> Any:
+    """``fn(arg)`` in ``workers_per_node`` workers on every live node, as ranks of one process group;
+    returns what rank 0's ``fn`` returned (a JSON-able value). ``use_gpu`` None: GPUs when the
+    cluster has any. A worker that dies ends the run with a FlowprepError (no retry: the caller's
+    checkpoint is where a rerun resumes)."""
+    import ray
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    if workers_per_node < 1:
+        raise FlowprepError("--workers-per-node must be at least 1")
+    executor = RayExecutor(address=address)
+    executor.start()
+    try:
+        have = executor.resources()
+        gpu = have["GPU"] > 0 if use_gpu is None else use_gpu
+        if gpu and have["GPU"] < 1:
+            raise FlowprepError(f"the Ray cluster at {address or 'local'} has no GPU: use --device cpu")
+        nodes = [n for n in ray.nodes() if n.get("Alive") and (not gpu or n.get("Resources", {}).get("GPU", 0) > 0)]
+        workers = workers_per_node * max(1, len(nodes))
+        trainer = TorchTrainer(
+            _ray_train_rank, train_loop_config={"fn": fn, "arg": arg, "gpu": gpu},
+            torch_config=TorchConfig(backend="nccl" if gpu else "gloo", timeout_s=int(timeout_s)),
+            scaling_config=ScalingConfig(num_workers=workers, use_gpu=gpu),
+            run_config=RunConfig(name=name, storage_path=storage_path, failure_config=FailureConfig(max_failures=0)),
+        )
+        try:
+            result = trainer.fit()
+        except Exception as exc:  # Ray Train wraps what a worker raised
+            cause = exc
+            while cause is not None and not isinstance(cause, FlowprepError):
+                cause = cause.__cause__ or getattr(cause, "cause", None)
+            if isinstance(cause, FlowprepError):
+                raise cause from None
+            raise FlowprepError(f"Ray Train stopped: {_first_line(exc)}") from None
+        return (result.metrics or {}).get("result")
+    finally:
+        executor.close()
+
+
+def _ray_train_rank(config: dict[str, Any]) -> None:
+    """One Ray Train worker: say its rank the way torchrun does, run, and let rank 0 report."""
+    import ray.train
+
+    context = ray.train.get_context()
+    local = context.get_local_rank()
+    if config["gpu"]:
+        import ray.train.torch
+
+        local = ray.train.torch.get_device().index or 0  # the GPU Ray gave this worker, among those visible
+    os.environ.update(RANK=str(context.get_world_rank()), WORLD_SIZE=str(context.get_world_size()),
+                      LOCAL_RANK=str(local), FLOWPREP_RAY_TRAIN="1")
+    value = config["fn"](config["arg"])
+    ray.train.report({"result": value if context.get_world_rank() == 0 else None})
