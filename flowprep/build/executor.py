@@ -7,6 +7,7 @@ actor, wait for results, and say what the cluster has.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from typing import Any, Callable, Sequence
@@ -210,7 +211,8 @@ def _first_line(exc: BaseException) -> str:
 def run_data_parallel(fn: Callable[[Any], Any], arg: Any, *, address: str | None, workers_per_node: int,
                       use_gpu: bool | None, storage_path: str, name: str, timeout_s: float) -> Any:
     """``fn(arg)`` in ``workers_per_node`` workers on every live node, as ranks of one process group;
-    returns what rank 0's ``fn`` returned (a JSON-able value). ``use_gpu`` None: GPUs when the
+    returns what rank 0's ``fn`` returned (a JSON-able value, passed back through a file under
+    ``storage_path``, which every node must see). ``use_gpu`` None: GPUs when the
     cluster has any. A worker that dies ends the run with a FlowprepError (no retry: the caller's
     checkpoint is where a rerun resumes)."""
     import ray
@@ -228,14 +230,18 @@ def run_data_parallel(fn: Callable[[Any], Any], arg: Any, *, address: str | None
             raise FlowprepError(f"the Ray cluster at {address or 'local'} has no GPU: use --device cpu")
         nodes = [n for n in ray.nodes() if n.get("Alive") and (not gpu or n.get("Resources", {}).get("GPU", 0) > 0)]
         workers = workers_per_node * max(1, len(nodes))
+        os.makedirs(storage_path, exist_ok=True)
+        result_path = os.path.join(storage_path, f"{name}.rank0.json")
+        if os.path.exists(result_path):
+            os.remove(result_path)
         trainer = TorchTrainer(
-            _ray_train_rank, train_loop_config={"fn": fn, "arg": arg, "gpu": gpu},
+            _ray_train_rank, train_loop_config={"fn": fn, "arg": arg, "gpu": gpu, "result": result_path},
             torch_config=TorchConfig(backend="nccl" if gpu else "gloo", timeout_s=int(timeout_s)),
             scaling_config=ScalingConfig(num_workers=workers, use_gpu=gpu),
             run_config=RunConfig(name=name, storage_path=storage_path, failure_config=FailureConfig(max_failures=0)),
         )
         try:
-            result = trainer.fit()
+            trainer.fit()
         except Exception as exc:  # Ray Train wraps what a worker raised
             cause = exc
             while cause is not None and not isinstance(cause, FlowprepError):
@@ -243,7 +249,8 @@ def run_data_parallel(fn: Callable[[Any], Any], arg: Any, *, address: str | None
             if isinstance(cause, FlowprepError):
                 raise cause from None
             raise FlowprepError(f"Ray Train stopped: {_first_line(exc)}") from None
-        return (result.metrics or {}).get("result")
+        with open(result_path) as fh:
+            return json.load(fh)
     finally:
         executor.close()
 
@@ -261,4 +268,8 @@ def _ray_train_rank(config: dict[str, Any]) -> None:
     os.environ.update(RANK=str(context.get_world_rank()), WORLD_SIZE=str(context.get_world_size()),
                       LOCAL_RANK=str(local), FLOWPREP_RAY_TRAIN="1")
     value = config["fn"](config["arg"])
-    ray.train.report({"result": value if context.get_world_rank() == 0 else None})
+    if context.get_world_rank() == 0:
+        tmp = f"{config['result']}.tmp"
+        with open(tmp, "w") as fh:
+            json.dump(value, fh)
+        os.replace(tmp, config["result"])

@@ -100,7 +100,9 @@ def add_train_parsers(sub) -> None:
     e = sub.add_parser("eval", help="top-1/top-5 and the most confused words of a trained run",
                        description="Score a run on a split of its shards; writes eval-SPLIT.json and "
                                    "confusion-SPLIT.csv into the run.", formatter_class=_Help)
-    e.add_argument("--run", required=True, help="a run folder written by `flowprep train`")
+    e.add_argument("--run", "--run-dir", dest="run", required=True,
+                   help="a run folder written by `flowprep train` (under torchrun spell it --run-dir: "
+                        "torchrun takes --run for its own --run-path)")
     e.add_argument("--split", default="val", help="val, test or train")
     e.add_argument("--checkpoint", default="best", choices=["best", "last"],
                    help="best validation weights (falls back to last) or the last epoch's")

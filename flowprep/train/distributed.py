@@ -15,9 +15,11 @@ variables a run is one process and nothing here costs anything.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import math
 import os
+import sys
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
@@ -62,8 +64,9 @@ def setup(device_name: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> tuple[Conte
             torch.cuda.set_device(ctx.local_rank)
         where = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
         try:
-            dist.init_process_group("nccl" if gpu else "gloo", rank=ctx.rank, world_size=ctx.world,
-                                    timeout=datetime.timedelta(seconds=timeout_s))
+            with _quiet_stderr():  # torch's C++ layer logs every retry of the rendezvous there
+                dist.init_process_group("nccl" if gpu else "gloo", rank=ctx.rank, world_size=ctx.world,
+                                        timeout=datetime.timedelta(seconds=timeout_s))
         except (RuntimeError, ValueError, TimeoutError, OSError) as exc:
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
             raise FlowprepError(f"rank {ctx.rank} of {ctx.world} could not join the other ranks at {where} within "
@@ -74,6 +77,20 @@ def setup(device_name: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> tuple[Conte
     if _wants_cuda(device_name) and ctx.active:
         device_name = f"cuda:{ctx.local_rank}"
     return ctx, device_name
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """File descriptor 2 to /dev/null for a while (C++ code writes there directly)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _wants_cuda(device_name: str) -> bool:

@@ -42,29 +42,38 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _rank(rank: int, world: int, port: int, config: dict, stop_after: int | None, out: str) -> None:
-    """One spawned rank: train, record the clip ids it read per epoch, write its summary."""
+def _rank(rank: int, world: int, port: int, config: dict, stop_after: int | None, out: str,
+          die_at_step: int | None = None) -> None:
+    """One spawned rank: train, record the clip ids it read per epoch, write its summary (or its error).
+    With ``die_at_step``, rank 1 exits abruptly before that step, as a killed process would."""
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port))
     torch.set_num_threads(1)
     seen: list[list[str]] = [[]]
+    steps = []
 
     def on_batch(batch, step):
         seen[-1].extend(batch["clip_id"][: step.real])
+        steps.append(step)
+        if rank == 1 and len(steps) == die_at_step:
+            os._exit(3)
 
     def on_epoch_end(row):
         seen.append([])
         if row["epoch"] == stop_after:
             raise _Stop
 
-    summary = None
+    summary, error = None, None
     try:
         summary = train(TrainConfig.from_dict(config), on_epoch_end=on_epoch_end, on_batch=on_batch)
     except _Stop:
         pass
+    except FlowprepError as exc:
+        error = str(exc)
     finally:
-        distributed.teardown()
-    Path(out, f"rank{rank}.json").write_text(json.dumps({"seen": seen[:-1], "summary": summary}))
+        if error is None:
+            distributed.teardown()
+    Path(out, f"rank{rank}.json").write_text(json.dumps({"seen": seen[:-1], "summary": summary, "error": error}))
 
 
 def _spawn(config: TrainConfig, world: int, tmp_path: Path, stop_after: int | None = None) -> list[dict]:
@@ -73,6 +82,23 @@ def _spawn(config: TrainConfig, world: int, tmp_path: Path, stop_after: int | No
     tmp.start_processes(_rank, args=(world, _free_port(), config.to_dict(), stop_after, str(out)), nprocs=world,
                         start_method="spawn")
     return [json.loads((out / f"rank{r}.json").read_text()) for r in range(world)]
+
+
+def test_a_rank_that_dies_ends_the_run_resumably(lrw_shards, tmp_path):
+    cfg = tiny(lrw_shards, tmp_path / "died", **SETTINGS)
+    folder = tmp_path / "ranks"
+    folder.mkdir()
+    procs = tmp.start_processes(_rank, args=(2, _free_port(), cfg.to_dict(), None, str(folder), 3), nprocs=2,
+                                start_method="spawn", join=False)
+    for p in procs.processes:
+        p.join(timeout=300)
+    assert [p.exitcode for p in procs.processes] == [0, 3]
+    error = json.loads((folder / "rank0.json").read_text())["error"]
+    assert "rank 0 of 2: another rank stopped during epoch 2" in error, error
+    assert "resumable from its last checkpoint (epoch 1)" in error and "--resume" in error
+    assert torch.load(Path(cfg.out) / "last.pt", weights_only=True)["epoch"] == 1
+    rest, _ = _one(cfg.replace(resume=True))  # on one process
+    assert rest["resumed_from_step"] == 2 and rest["step"] == 6
 
 
 def _one(config: TrainConfig, stop_after: int | None = None) -> tuple[dict | None, list[list[str]]]:
@@ -165,7 +191,7 @@ def test_two_ranks_train_and_evaluate_as_one_process(reference, lrw_shards, tmp_
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     for split in ("val", "test"):
         proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-                               "--master-port", str(_free_port()), "-m", "flowprep", "eval", "--run", str(run),
+                               "--master-port", str(_free_port()), "-m", "flowprep", "eval", "--run-dir", str(run),
                                "--split", split, "--checkpoint", "last", "--device", "cpu", "--batch-size", "2",
                                "--no-progress", "--json"], capture_output=True, text=True, env=env, timeout=300)
         assert proc.returncode == 0, proc.stderr[-2000:]
