@@ -15,7 +15,6 @@ so a run resumes on any number of ranks.
 from __future__ import annotations
 
 import csv
-import itertools
 import json
 import math
 import time

@@ -238,3 +238,14 @@ def test_an_unreachable_rendezvous_is_one_line_and_exit_2(lrw_shards, tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "could not join the other ranks at 127.0.0.1:" in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "r").exists()
+
+
+def test_bench_train_on_two_ranks(capsys):
+    from flowprep.cli import main as cli_main
+    from flowprep.train.bench import train_bench
+
+    (row,) = train_bench(("r3d18",), ("flow",), ("tcn",), batch_size=2, frames=5, size=32, steps=1, warmup=0,
+                         width=0.0625, hidden=16, ranks=2)
+    assert row["ranks"] == 2 and row["batch"] == 2 and row["threads"] >= 1 and row["clips_per_s"] > 0
+    assert cli_main(["bench", "train", "--ranks", "3", "--batch-size", "4"]) == EXIT_FATAL
+    assert "--batch-size 4 is the global batch: it must divide by --ranks 3" in capsys.readouterr().err
