@@ -76,9 +76,10 @@ def add_train_parsers(sub) -> None:
     t.add_argument("--json", action="store_true", help="print the summary as JSON")
     dp = t.add_argument_group(
         "several GPUs / a cluster",
-        "Data parallel: `torchrun --nproc-per-node N -m flowprep train ...` on one node (NCCL on GPUs, gloo on "
-        "CPUs), or --ray-address through Ray Train. --batch-size stays the global batch (divided among the "
-        "ranks; it must divide by their number) and the learning-rate schedule is that of one process with it.")
+        "Data parallel: `torchrun --nproc-per-node N -m flowprep train ...` on one node (NCCL on GPUs,\n"
+        "gloo on CPUs), or --ray-address through Ray Train. --batch-size stays the global batch (divided\n"
+        "among the ranks; it must divide by their number); the learning-rate schedule is that of one\n"
+        "process with it. Rank 0 writes the checkpoints; --resume works on any number of ranks.")
     dp.add_argument("--sync-bn", action="store_true",
                     help="BatchNorm statistics over the global batch (SyncBatchNorm): the same steps as one process. "
                          "Default: plain BatchNorm, each rank normalising its own part of the batch (faster)")
