@@ -16,6 +16,7 @@ RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 is set in the driver and every process it st
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 from pathlib import Path
@@ -278,3 +279,74 @@ class RayExecutor:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[-1][:400] if text else type(exc).__name__
+
+
+# ---- Ray Train: data-parallel training (flowprep.train) -------------------------------------------
+# The trainer's own DDP code runs unchanged in every worker: Ray Train starts the processes, one per
+# GPU (or CPU slot), and makes the torch process group (NCCL on GPUs, gloo on CPUs) before calling it.
+
+def run_data_parallel(fn: Callable[[Any], Any], arg: Any, *, address: str | None, workers_per_node: int,
+                      use_gpu: bool | None, storage_path: str, name: str, timeout_s: float) -> Any:
+    """``fn(arg)`` in ``workers_per_node`` workers on every live node, as ranks of one process group;
+    returns what rank 0's ``fn`` returned (a JSON-able value, passed back through a file under
+    ``storage_path``, which every node must see). ``use_gpu`` None: GPUs when the
+    cluster has any. A worker that dies ends the run with a FlowprepError (no retry: the caller's
+    checkpoint is where a rerun resumes)."""
+    import ray
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    if workers_per_node < 1:
+        raise FlowprepError("--workers-per-node must be at least 1")
+    executor = RayExecutor(address=address)
+    executor.start()
+    try:
+        have = executor.resources()
+        gpu = have["GPU"] > 0 if use_gpu is None else use_gpu
+        if gpu and have["GPU"] < 1:
+            raise FlowprepError(f"the Ray cluster at {address or 'local'} has no GPU: use --device cpu")
+        nodes = [n for n in ray.nodes() if n.get("Alive") and (not gpu or n.get("Resources", {}).get("GPU", 0) > 0)]
+        workers = workers_per_node * max(1, len(nodes))
+        os.makedirs(storage_path, exist_ok=True)
+        result_path = os.path.join(storage_path, f"{name}.rank0.json")
+        if os.path.exists(result_path):
+            os.remove(result_path)
+        trainer = TorchTrainer(
+            _ray_train_rank, train_loop_config={"fn": fn, "arg": arg, "gpu": gpu, "result": result_path},
+            torch_config=TorchConfig(backend="nccl" if gpu else "gloo", timeout_s=int(timeout_s)),
+            scaling_config=ScalingConfig(num_workers=workers, use_gpu=gpu),
+            run_config=RunConfig(name=name, storage_path=storage_path, failure_config=FailureConfig(max_failures=0)),
+        )
+        try:
+            trainer.fit()
+        except Exception as exc:  # Ray Train wraps what a worker raised
+            cause = exc
+            while cause is not None and not isinstance(cause, FlowprepError):
+                cause = cause.__cause__ or getattr(cause, "cause", None)
+            if isinstance(cause, FlowprepError):
+                raise cause from None
+            raise FlowprepError(f"Ray Train stopped: {_first_line(exc)}") from None
+        with open(result_path) as fh:
+            return json.load(fh)
+    finally:
+        executor.close()
+
+
+def _ray_train_rank(config: dict[str, Any]) -> None:
+    """One Ray Train worker: say its rank the way torchrun does, run, and let rank 0 report."""
+    import ray.train
+
+    context = ray.train.get_context()
+    local = context.get_local_rank()
+    if config["gpu"]:
+        import ray.train.torch
+
+        local = ray.train.torch.get_device().index or 0  # the GPU Ray gave this worker, among those visible
+    os.environ.update(RANK=str(context.get_world_rank()), WORLD_SIZE=str(context.get_world_size()),
+                      LOCAL_RANK=str(local), FLOWPREP_RAY_TRAIN="1")
+    value = config["fn"](config["arg"])
+    if context.get_world_rank() == 0:
+        tmp = f"{config['result']}.tmp"
+        with open(tmp, "w") as fh:
+            json.dump(value, fh)
+        os.replace(tmp, config["result"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from ..cliforms import Help as _MeaningfulDefaults
@@ -73,6 +74,22 @@ def add_train_parsers(sub) -> None:
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--json", action="store_true", help="print the summary as JSON")
+    dp = t.add_argument_group(
+        "several GPUs / a cluster",
+        "Data parallel: `torchrun --nproc-per-node N -m flowprep train ...` on one node (NCCL on GPUs,\n"
+        "gloo on CPUs), or --ray-address through Ray Train. --batch-size stays the global batch (divided\n"
+        "among the ranks; it must divide by their number); the learning-rate schedule is that of one\n"
+        "process with it. Rank 0 writes the checkpoints; --resume works on any number of ranks.")
+    dp.add_argument("--sync-bn", action="store_true",
+                    help="BatchNorm statistics over the global batch (SyncBatchNorm): the same steps as one process. "
+                         "Default: plain BatchNorm, each rank normalising its own part of the batch (faster)")
+    dp.add_argument("--ray-address", default=None,
+                    help="train through Ray Train on the Ray cluster at this address ('auto': the one this "
+                         "machine belongs to; 'local': a new one on this machine)")
+    dp.add_argument("--workers-per-node", type=int, default=1,
+                    help="with --ray-address: ranks per node (one per GPU)")
+    dp.add_argument("--dist-timeout", type=float, default=d.dist_timeout_s,
+                    help="seconds a rank waits for the others (rendezvous, each exchange) before it gives up")
     av = t.add_argument_group("avsync task")
     av.add_argument("--shift-s", type=float, default=0.5, help="audio offset of impostor pairs, seconds")
     av.add_argument("--window", type=int, default=9, help="video frames per window")
@@ -84,7 +101,9 @@ def add_train_parsers(sub) -> None:
     e = sub.add_parser("eval", help="top-1/top-5 and the most confused words of a trained run",
                        description="Score a run on a split of its shards; writes eval-SPLIT.json and "
                                    "confusion-SPLIT.csv into the run.", formatter_class=_Help)
-    e.add_argument("--run", required=True, help="a run folder written by `flowprep train`")
+    e.add_argument("--run", "--run-dir", dest="run", required=True,
+                   help="a run folder written by `flowprep train` (under torchrun spell it --run-dir: "
+                        "torchrun takes --run for its own --run-path)")
     e.add_argument("--split", default="val", help="val, test or train")
     e.add_argument("--checkpoint", default="best", choices=["best", "last"],
                    help="best validation weights (falls back to last) or the last epoch's")
@@ -118,6 +137,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing, crop=args.crop,
         flip=not args.no_flip, max_steps_per_epoch=args.max_steps_per_epoch, amp=args.amp, device=args.device,
         workers=args.workers, seed=args.seed, resume=args.resume, progress=not args.no_progress,
+        sync_bn=args.sync_bn, dist_timeout_s=args.dist_timeout,
     )
 
 
@@ -151,11 +171,21 @@ def _train_avsync(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .trainer import train
+    from . import distributed
+    from .trainer import train, train_on_ray
 
     if args.task == "avsync":
         return _train_avsync(args)
-    summary = train(config_from_args(args))
+    if args.ray_address:
+        summary = train_on_ray(config_from_args(args), None if args.ray_address == "local" else args.ray_address,
+                               args.workers_per_node)
+    else:
+        try:
+            summary = train(config_from_args(args))
+        finally:
+            distributed.teardown()
+        if distributed.env_world() > 1 and int(os.environ.get("RANK", "0")) != 0:
+            return 0  # rank 0 speaks for the run
     if args.json:
         print(json.dumps({k: v for k, v in summary.items() if k != "step_losses"}, indent=1))
         return 0
@@ -189,8 +219,15 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             print(f"{args.run} on {args.split}: {result['pairs']} pairs, AUC {result['auc']:.4f}, "
                   f"EER {result['eer']:.4f}, paired accuracy {result['paired_accuracy']:.4f}")
         return 0
-    result = evaluate(args.run, args.split, args.checkpoint, args.device, args.batch_size, args.workers, args.shards,
-                      progress=not args.no_progress)
+    from . import distributed
+
+    try:
+        result = evaluate(args.run, args.split, args.checkpoint, args.device, args.batch_size, args.workers,
+                          args.shards, progress=not args.no_progress)
+    finally:
+        distributed.teardown()
+    if distributed.env_world() > 1 and int(os.environ.get("RANK", "0")) != 0:
+        return 0  # rank 0 speaks for the evaluation
     if args.json:
         print(json.dumps(result, indent=1))
         return 0

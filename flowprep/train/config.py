@@ -13,6 +13,8 @@ from ..errors import FlowprepError
 
 # Fields a resumed run may change: where and how fast it runs, and how long it goes on.
 RUNTIME_FIELDS = frozenset({"shards", "out", "epochs", "device", "workers", "progress", "resume"})
+# ... and, for data-parallel runs, how the ranks cooperate (a run resumes on any number of ranks).
+RUNTIME_FIELDS |= {"sync_bn", "dist_timeout_s"}
 
 # The choices (models.py builds them; kept here so the command line loads without torch).
 FRONTENDS = ("r3d18", "i3d")
@@ -63,6 +65,9 @@ class TrainConfig:
     seed: int = 0
     progress: bool = True
     resume: bool = False
+    # data parallel (torchrun / Ray Train; see distributed.py): batch_size stays the global batch
+    sync_bn: bool = False  # BatchNorm statistics over the global batch (SyncBatchNorm); else each rank's own
+    dist_timeout_s: float = 600.0  # how long a rank waits for the others (rendezvous, each collective)
 
     def __post_init__(self) -> None:
         self.streams = tuple(self.streams)
@@ -82,6 +87,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "crop", "hidden"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1")
+        if self.dist_timeout_s <= 0:
+            problems.append("dist_timeout_s must be positive")
         if self.workers < 0:
             problems.append("workers must be 0 or more")
         if problems:

@@ -4,8 +4,9 @@ Workers crop and flip only; gray travels as uint8 and flow as the shard's stored
 (``flow_dtype="stored"``), 4x fewer bytes than floats. Pixels become normalised floats after the
 transfer: ``flow_to_pixels`` then ``Normalize`` with the manifest's statistics.
 
-Every random choice of an epoch (order, crops, flips) comes from generators seeded with the run's
-seed and the epoch number, so a resumed run reads exactly what an uninterrupted one would have.
+Every random choice of an epoch (order, crops, flips) comes from the run's seed, the epoch number
+and (for crops and flips) the clip's index, so a resumed run reads exactly what an uninterrupted one
+would have, and N ranks read what one process would (see distributed.py).
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from ..dataset import ShardDataset, flow_to_pixels, pad_collate
 from ..transforms import MOUTH_POINTS, CenterCrop, Compose, Normalize, RandomCrop, RandomHorizontalFlip, keypoint_heatmaps
 from .config import TrainConfig
+from .distributed import PlanSampler
 from .models import time_mask
 
 
@@ -29,16 +31,32 @@ def train_transform(cfg: TrainConfig) -> Compose:
     return Compose(steps)
 
 
-def _reseed(transform: Compose | Any, seed: int) -> None:
-    for i, t in enumerate(getattr(transform, "transforms", [])):
-        if hasattr(t, "reseed"):
-            t.reseed(seed * 1000 + i)
+class EpochView(Dataset):
+    """A split whose augmentation of clip i in epoch e is drawn from (seed, e, i) alone, whichever
+    worker or rank reads it: two ranks of B/2 clips then crop and flip as one process of B does.
+    Samples carry their ``index`` in the split (evaluation gathers by it)."""
 
+    def __init__(self, base: ShardDataset, transform: Compose, seed: int, random: bool):
+        self.base, self.transform, self.seed, self.random = base, transform, seed, random
+        self.epoch = 0
 
-def _seed_worker(worker_id: int) -> None:
-    # torch gives each worker initial_seed = the loader's base seed + worker id: derive the crops from it
-    info = torch.utils.data.get_worker_info()
-    _reseed(info.dataset.transform, torch.initial_seed() % 2**31)
+    @property
+    def manifest(self):
+        return self.base.manifest
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if self.random:
+            steps = self.transform.transforms
+            seeds = np.random.SeedSequence([self.seed, self.epoch, int(index)]).generate_state(len(steps))
+            for t, seed in zip(steps, seeds):
+                if hasattr(t, "reseed"):
+                    t.reseed(int(seed))
+        sample = self.transform(self.base[index])
+        sample["index"] = int(index)
+        return sample
 
 
 def read_streams(streams: tuple[str, ...]) -> tuple[str, ...]:
@@ -49,21 +67,22 @@ def read_streams(streams: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(dict.fromkeys([s for s in streams if s != "heatmap"] + ["gray", "landmarks"]))
 
 
-def dataset(cfg: TrainConfig, split: str, train: bool) -> ShardDataset:
-    return ShardDataset(cfg.shards, split, streams=read_streams(cfg.streams), flow_dtype="stored",
-                        transform=train_transform(cfg) if train else Compose([CenterCrop(cfg.crop)]))
+def dataset(cfg: TrainConfig, split: str, train: bool) -> EpochView:
+    base = ShardDataset(cfg.shards, split, streams=read_streams(cfg.streams), flow_dtype="stored")
+    return EpochView(base, train_transform(cfg) if train else Compose([CenterCrop(cfg.crop)]), cfg.seed, train)
 
 
-def loader(ds: ShardDataset, cfg: TrainConfig, train: bool, epoch: int = 0, batch_size: int | None = None,
+def loader(ds: EpochView, cfg: TrainConfig, batches: list[list[int]], epoch: int = 0,
            device: torch.device | None = None) -> DataLoader:
-    """A loader for one pass. Training: shuffled, drops nothing, seeded by (seed, epoch)."""
-    generator = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-    if train and cfg.workers == 0:  # no worker to seed: this process draws the crops
-        _reseed(ds.transform, cfg.seed * 7919 + epoch)
-    return DataLoader(ds, batch_size=batch_size or cfg.batch_size, shuffle=train, generator=generator,
-                      num_workers=cfg.workers, collate_fn=pad_collate, worker_init_fn=_seed_worker,
-                      pin_memory=device is not None and device.type == "cuda",
-                      persistent_workers=False, drop_last=False)
+    """A loader over given batches of indices (distributed.train_plan or eval_indices cut into batches)."""
+    ds.epoch = epoch
+    return DataLoader(ds, batch_sampler=PlanSampler(batches), num_workers=cfg.workers, collate_fn=pad_collate,
+                      pin_memory=device is not None and device.type == "cuda", persistent_workers=False)
+
+
+def eval_batches(indices: range | list[int], batch_size: int) -> list[list[int]]:
+    indices = list(indices)
+    return [indices[i:i + batch_size] for i in range(0, len(indices), batch_size)]
 
 
 def normalizer(cfg: TrainConfig, ds: ShardDataset) -> Normalize:
