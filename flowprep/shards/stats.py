@@ -49,8 +49,10 @@ def shard_stats(root: str | Path, allow_incomplete: bool = False) -> dict:
                 for key, ds in f["qc"].items():
                     qc.setdefault(key, []).append(ds[()])
         except (OSError, KeyError, ValueError) as exc:
-            raise FlowprepError(f"cannot read shard {root / entry.name} ({exc}); run `flowprep verify {root}` "
-                                "to see what is wrong, then rerun the build") from None
+            path = root / entry.name
+            why = "No such file or directory" if not path.exists() else f"cannot be read ({exc})"
+            raise FlowprepError(f"{path}: {why}; `flowprep verify --shards DIR` lists every problem of the folder, "
+                                "and rerunning the build restores what is missing") from None
     totals = manifest.totals()
     dist = {}
     for key, parts in sorted(qc.items()):

@@ -19,7 +19,8 @@ from flowprep.shards.stats import format_stats, shard_stats
 
 SHORT = "ABOUT/train/ABOUT_00002"
 SHORT_FRAMES = 10
-CFG = BuildConfig(roi=RoiConfig(size=48, face_width=140.0 * 48 / 112), flow=FlowConfig(backend="dis", preset="fast"),
+# The folder layout: an LRW tree holds 29 frames a clip, so a cut clip there is a decode failure.
+CFG = BuildConfig(layout="folder", roi=RoiConfig(size=48, face_width=140.0 * 48 / 112), flow=FlowConfig(backend="dis", preset="fast"),
                   shard_size=4, workers=2)
 
 
