@@ -10,21 +10,69 @@ from flowprep.dataset import pad_collate
 from flowprep.errors import FlowprepError
 from flowprep.train.data import model_inputs
 from flowprep.train.inflate import inflate_googlenet, inflate_resnet18
-from flowprep.train.models import I3D, BiLSTMBackend, LipReader, ResNet3D18, TemporalConvBackend
+from flowprep.train.config import BACKENDS, FRONTENDS
+from flowprep.train.frontends2d import C3DResNet, FrameResNet34
+from flowprep.train.models import I3D, BiLSTMBackend, Conv1dBackend, LipReader, ResNet3D18, TemporalConvBackend
 from flowprep.transforms import Normalize
 
 
-@pytest.mark.parametrize("frontend", [ResNet3D18, I3D])
+@pytest.mark.parametrize("frontend", [ResNet3D18, I3D, FrameResNet34, C3DResNet])
 @pytest.mark.parametrize("channels", [1, 2])
 def test_frontends_keep_every_frame(frontend, channels):
     net = frontend(channels, width=0.0625).eval()
     out = net(torch.randn(2, channels, 7, 40, 40))
     assert out.shape == (2, 7, net.out_features)
-    # published widths at width 1: 512 features for the ResNet, 1024 for I3D
-    assert frontend(channels).out_features == (512 if frontend is ResNet3D18 else 1024)
+    # published widths at width 1: 512 features for the ResNets, 1024 for I3D
+    assert frontend(channels).out_features == (1024 if frontend is I3D else 512)
 
 
-@pytest.mark.parametrize("backend", [BiLSTMBackend, TemporalConvBackend])
+def test_the_2d_front_ends_are_torchvisions_resnet34_and_see_no_other_frame():
+    """resnet2d is ResNet-34 layer for layer (every torchvision key but the classifier), and a frame's
+    features do not change when the other frames do; c3d-resnet's do, up to 6 frames away (three 3x3x3
+    convolutions and three 3x3x3 poolings)."""
+    names = {k for k in torchvision.models.resnet34().state_dict() if not k.startswith("fc.")}
+    ours = {k.replace("resnet.stem.net.", "").replace("resnet.", "").replace(".net.", ".")
+            for k in FrameResNet34(1).state_dict()}
+    assert ours == names
+    c3d = C3DResNet(1)
+    assert [m.out_channels for m in c3d.c3d if isinstance(m, torch.nn.Conv3d)] == [64, 64, 96]
+    strides = [m.stride for m in c3d.modules() if isinstance(m, (torch.nn.Conv3d, torch.nn.MaxPool3d))]
+    assert all((s if isinstance(s, tuple) else (s,))[0] == 1 for s in strides)  # never in time
+    torch.manual_seed(0)
+    x = torch.randn(1, 1, 12, 32, 32)
+    y = x.clone()
+    y[:, :, 10:] = torch.randn(1, 1, 2, 32, 32)  # change the last two frames only
+    for net, unchanged in ((FrameResNet34(1, 0.125).eval(), 10), (C3DResNet(1, 0.125).eval(), 4)):
+        with torch.no_grad():
+            a, b = net(x), net(y)
+        torch.testing.assert_close(a[:, :unchanged], b[:, :unchanged])
+        assert not torch.allclose(a[:, unchanged:], b[:, unchanged:])
+
+
+@pytest.mark.parametrize("frontend", FRONTENDS)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_every_frontend_and_backend_trains_a_step(frontend, backend):
+    """Two streams, tiny widths, on CPU: one optimiser step changes the weights and the loss falls on
+    the same batch after a few."""
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    model = LipReader(("gray", "flow"), frontend, backend, num_classes=3, width=0.0625, hidden=8, dropout=0.0)
+    inputs = {"gray": torch.randn(2, 1, 5, 32, 32), "flow": torch.randn(2, 2, 5, 32, 32)}
+    lengths, labels = torch.tensor([5, 4]), torch.tensor([0, 2])
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    before = [p.detach().clone() for p in model.parameters()]
+    losses = []
+    for _ in range(4):
+        loss = torch.nn.functional.cross_entropy(model(inputs, lengths), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert all(not torch.equal(a, p) for a, p in zip(before, model.parameters()) if p.requires_grad)
+    assert losses[-1] < losses[0]
+
+
+@pytest.mark.parametrize("backend", [BiLSTMBackend, TemporalConvBackend, Conv1dBackend])
 def test_backends_ignore_what_lies_past_a_clip(backend):
     torch.manual_seed(0)
     net = backend(12, num_classes=5, hidden=8, layers=2).eval()
