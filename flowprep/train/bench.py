@@ -5,7 +5,8 @@ of the shards' types (uint8 gray, int8 flow with its scale) going through the sa
 normalisation as training; reading is left out (shards read at hundreds of clips/s, see
 `flowprep bench read`), so the figure is the model's own ceiling.
 
-    flowprep bench train                                    # CPU, float32, {r3d18, i3d} x {bilstm, tcn}
+    flowprep bench train                                    # CPU, float32, every front-end x back-end
+    flowprep bench train --frontends resnet2d,c3d-resnet --backends conv1d --batch-size 2   # some of them
     flowprep bench train --device cuda --precision fp32,amp --batch-size 32 --steps 20   # a GPU node
 
 (``python -m flowprep.train.bench`` takes the same options.)
@@ -22,13 +23,14 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 from ..errors import FlowprepError
+from .config import BACKENDS, FRONTENDS
 
 
 PRECISIONS = ("fp32", "amp")
 
 
-def train_bench(frontends: tuple[str, ...] = ("r3d18", "i3d"), streams: tuple[str, ...] = ("gray", "flow"),
-                backends: tuple[str, ...] = ("bilstm", "tcn"), fusion: str = "features", batch_size: int = 8,
+def train_bench(frontends: tuple[str, ...] = FRONTENDS, streams: tuple[str, ...] = ("gray", "flow"),
+                backends: tuple[str, ...] = BACKENDS, fusion: str = "features", batch_size: int = 8,
                 frames: int = 29, size: int = 112, steps: int = 3, warmup: int = 1, device: str = "cpu",
                 precisions: tuple[str, ...] = ("fp32",), width: float = 1.0, hidden: int = 512,
                 threads: int | None = None) -> list[dict[str, Any]]:
@@ -38,6 +40,10 @@ def train_bench(frontends: tuple[str, ...] = ("r3d18", "i3d"), streams: tuple[st
     unknown = [p for p in precisions if p not in PRECISIONS]
     if unknown:
         raise FlowprepError(f"precision {unknown[0]!r}: use fp32 or amp")
+    for kind, names, known in (("front-end", frontends, FRONTENDS), ("back-end", backends, BACKENDS)):
+        wrong = [n for n in names if n not in known]
+        if wrong:
+            raise FlowprepError(f"{kind} {wrong[0]!r}: use {', '.join(known)}")
     rows = []
     for precision in precisions:
         for frontend in frontends:
@@ -124,8 +130,8 @@ def _peak_rss_mib() -> float:
 
 
 def add_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--frontends", default="r3d18,i3d", help="comma-separated: r3d18, i3d")
-    p.add_argument("--backends", default="bilstm,tcn", help="comma-separated: bilstm, tcn")
+    p.add_argument("--frontends", default=",".join(FRONTENDS), help=f"comma-separated: {', '.join(FRONTENDS)}")
+    p.add_argument("--backends", default=",".join(BACKENDS), help=f"comma-separated: {', '.join(BACKENDS)}")
     p.add_argument("--streams", default="gray,flow", help="gray, flow or gray,flow")
     p.add_argument("--fusion", default="features", choices=["features", "scores"])
     p.add_argument("--precision", default="fp32", help="comma-separated: fp32, amp (AMP on CUDA only)")

@@ -201,3 +201,17 @@ def test_inflation_errors_name_the_file(tmp_path, resnet18_file):
     torch.save({"fc.weight": torch.zeros(3)}, junk)
     with pytest.raises(FlowprepError, match="no conv1.weight"):
         inflate_resnet18(ResNet3D18(1), junk)
+
+
+def test_bench_train_measures_the_new_front_ends_and_back_ends():
+    """`flowprep bench train` runs the paper's 2D front-ends with its conv1d back-end (tiny here): a row
+    each, with a speed, the step time and peak memory measured in its own process."""
+    from flowprep.train.bench import train_bench
+
+    rows = train_bench(("resnet2d", "c3d-resnet"), ("gray", "flow"), ("conv1d",), batch_size=2, frames=5, size=32,
+                       steps=1, warmup=0, width=0.0625, hidden=8, threads=1)
+    assert [(r["frontend"], r["backend"]) for r in rows] == [("resnet2d", "conv1d"), ("c3d-resnet", "conv1d")]
+    for r in rows:
+        assert r["clips_per_s"] > 0 and r["step_s"] > 0 and r["peak_rss_mib"] >= r["rss_before_model_mib"] > 0
+    with pytest.raises(FlowprepError, match="front-end 'resnet50'"):
+        train_bench(("resnet50",))
