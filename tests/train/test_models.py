@@ -215,3 +215,21 @@ def test_bench_train_measures_the_new_front_ends_and_back_ends():
         assert r["clips_per_s"] > 0 and r["step_s"] > 0 and r["peak_rss_mib"] >= r["rss_before_model_mib"] > 0
     with pytest.raises(FlowprepError, match="front-end 'resnet50'"):
         train_bench(("resnet50",))
+
+
+@pytest.mark.parametrize("frontend", ["resnet2d", "c3d-resnet"])
+def test_the_2d_front_ends_run_stage_by_stage_for_map_fusion(frontend):
+    """Their stages (fusion.py runs front-ends stage by stage) give the front-end's own output, and a
+    map fusion with lateral connections builds and runs on them."""
+    from flowprep.train.fusion import StagedFrontend, build_fused_model
+    from flowprep.train.models import FRONTENDS as NETS
+
+    torch.manual_seed(0)
+    net = NETS[frontend](2, 0.125).eval()
+    x = torch.randn(1, 2, 4, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(StagedFrontend(net)(x), net(x))
+    model = build_fused_model(("gray", "flow"), frontend, "conv1d", 3, fusion="conv", stage=2, lateral=True,
+                              width=0.0625, hidden=8, input_sizes=((32, 32), (32, 32)))
+    inputs = {"gray": torch.randn(2, 1, 5, 32, 32), "flow": torch.randn(2, 2, 5, 32, 32)}
+    assert model(inputs, torch.tensor([5, 4])).shape == (2, 3)

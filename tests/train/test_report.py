@@ -22,7 +22,7 @@ from flowprep.train.cli import config_from_args
 from flowprep.train.pretrained import R3D18_FILE
 from flowprep.train.report import COLUMNS, render, report
 
-from .conftest import tiny
+from tests.train.conftest import tiny
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,8 @@ def test_report_lays_the_runs_side_by_side(runs, capsys):
 
     assert cli_main(["report", str(runs["two_stream"]), str(runs["paper_2d"]), str(runs["pretrained"])]) == 0
     table = capsys.readouterr().out
-    print(table)
+    with capsys.disabled():  # shown with `pytest -s`
+        print("\n" + table)
     lines = table.strip().splitlines()
     assert len(lines) == 5 and lines[0].startswith("| run | streams | frontend | backend")
     assert "| 84.1 |" in lines[2] and lines[3].endswith("|  |")
