@@ -33,10 +33,10 @@ def train_bench(frontends: tuple[str, ...] = FRONTENDS, streams: tuple[str, ...]
                 backends: tuple[str, ...] = BACKENDS, fusion: str = "features", batch_size: int = 8,
                 frames: int = 29, size: int = 112, steps: int = 3, warmup: int = 1, device: str = "cpu",
                 precisions: tuple[str, ...] = ("fp32",), width: float = 1.0, hidden: int = 512,
-                threads: int | None = None) -> list[dict[str, Any]]:
+                threads: int | None = None, on_row=None) -> list[dict[str, Any]]:
     """One row per front-end x back-end x precision ("fp32", "amp": AMP applies on CUDA only):
     clips/s over ``steps`` timed steps (after ``warmup`` untimed ones), seconds per step,
-    parameters, peak RSS (and peak CUDA memory on a GPU)."""
+    parameters, peak RSS (and peak CUDA memory on a GPU). ``on_row(row)`` is called as each is measured."""
     unknown = [p for p in precisions if p not in PRECISIONS]
     if unknown:
         raise FlowprepError(f"precision {unknown[0]!r}: use fp32 or amp")
@@ -53,6 +53,8 @@ def train_bench(frontends: tuple[str, ...] = FRONTENDS, streams: tuple[str, ...]
                            amp=precision == "amp", width=width, hidden=hidden, threads=threads)
                 with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
                     rows.append(pool.submit(_measure, job).result())
+                if on_row is not None:
+                    on_row(rows[-1])
     return rows
 
 
@@ -154,18 +156,19 @@ def run_from_args(a: argparse.Namespace) -> int:
 
     rows = train_bench(names(a.frontends), names(a.streams), names(a.backends), a.fusion, a.batch_size, a.frames,
                        a.size, a.steps, a.warmup, a.device, ("amp",) if a.amp else names(a.precision), a.width,
-                       a.hidden, a.threads)
+                       a.hidden, a.threads, on_row=None if a.json else _print_row)  # each row as it comes
     if a.json:
         print(json.dumps(rows, indent=1))
-        return 0
-    for r in rows:
-        memory = f"peak RSS {r['peak_rss_mib']} MiB (before the model {r['rss_before_model_mib']})"
-        if "peak_cuda_mib" in r:
-            memory += f", peak CUDA {r['peak_cuda_mib']} MiB on {r['gpu']}"
-        print(f"{r['frontend']:>6} {r['backend']:<6} {r['streams']} {r['precision']} on {r['device']} "
-              f"({r['threads']} threads), batch {r['batch']} of {r['clip']}, {r['params_m']} M params: "
-              f"{r['clips_per_s']} clips/s, {r['step_s']} s/step; {memory}", flush=True)
     return 0
+
+
+def _print_row(r: dict[str, Any]) -> None:
+    memory = f"peak RSS {r['peak_rss_mib']} MiB (before the model {r['rss_before_model_mib']})"
+    if "peak_cuda_mib" in r:
+        memory += f", peak CUDA {r['peak_cuda_mib']} MiB on {r['gpu']}"
+    print(f"{r['frontend']:>10} {r['backend']:<6} {r['streams']} {r['precision']} on {r['device']} "
+          f"({r['threads']} threads), batch {r['batch']} of {r['clip']}, {r['params_m']} M params: "
+          f"{r['clips_per_s']} clips/s, {r['step_s']} s/step; {memory}", flush=True)
 
 
 def add_bench_train_parser(kinds) -> None:

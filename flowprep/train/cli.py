@@ -18,7 +18,7 @@ Train a lipreading network on a shard folder. Examples (the seed paper's ablatio
   flowprep train --shards shards/ --out runs/r3d-gray --streams gray
   flowprep train --shards shards/ --out runs/r3d-2s-tcn --backend tcn
   flowprep train --shards shards/ --out runs/r3d-late --fusion scores
-  flowprep train --shards shards/ --out runs/resnet2d --streams gray --frontend resnet2d --backend conv1d --pretrained resnet34.pth
+  flowprep train --shards shards/ --out runs/r2d --streams gray --frontend resnet2d --pretrained resnet34.pth
   flowprep train --shards shards/ --out runs/i3d-2s-k --frontend i3d --pretrained-video rgb_imagenet.pt,flow_imagenet.pt
   flowprep train --shards shards/ --out runs/i3d-2s --resume          # continue after an interruption
   flowprep train --shards shards/ --out runs/gray-heat --streams gray,heatmap --fusion conv --fusion-stage 2

@@ -111,9 +111,9 @@ C3D_WIDTHS = (64, 64, 96)
 
 class C3DResNet(nn.Module):
     """``c3d-resnet``: three 3x3x3 convolutions (64, 64, 96 kernels), each followed by batch norm, ReLU and a
-    3x3x3 max-pool (the first halves the image, the others keep it; none strides in time), then a 2D
-    ResNet-34 on every frame whose stem convolution takes the 96 maps at stride 1 without its max-pool
-    (112 px in: 56 after the 3D part, 2x2 after layer4, as the 2D network alone gives 4x4 from 112)."""
+    3x3x3 max-pool (the first two halve the image, the third keeps it; none strides in time), then a 2D
+    ResNet-34 on every frame whose stem convolution takes the 96 maps at stride 1 without its max-pool.
+    From 112 px the ResNet's layer1 works at 28x28 and layer4 gives 4x4, the grid of ``resnet2d``."""
 
     def __init__(self, in_channels: int, width: float = 1.0):
         super().__init__()
@@ -124,7 +124,7 @@ class C3DResNet(nn.Module):
             cout = max(1, round(n * width))
             layers += [(f"conv{i + 1}", nn.Conv3d(cin, cout, 3, padding=1, bias=False)),
                        (f"bn{i + 1}", nn.BatchNorm3d(cout)), (f"relu{i + 1}", nn.ReLU(inplace=True)),
-                       (f"pool{i + 1}", nn.MaxPool3d(3, stride=(1, 2, 2) if i == 0 else 1, padding=1))]
+                       (f"pool{i + 1}", nn.MaxPool3d(3, stride=(1, 2, 2) if i < 2 else 1, padding=1))]
             cin = cout
         self.c3d = nn.Sequential(OrderedDict(layers))
         for m in self.c3d.modules():

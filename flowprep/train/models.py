@@ -1,4 +1,5 @@
-"""Lipreading networks: a front-end per stream (3D CNNs here, the 2D ResNet-34 ones in frontends2d.py), a temporal back-end, and the ways to fuse streams.
+"""Lipreading networks: a front-end per stream (3D CNNs here, the 2D ResNet-34 ones in frontends2d.py), a
+temporal back-end, and the ways to fuse streams.
 
 Every front-end takes a clip ``[B, C, T, H, W]`` (C = 1 for grayscale, 2 for flow) and returns
 one feature vector per frame, ``[B, T, F]``: time is never strided, so a back-end sees every frame

@@ -120,7 +120,8 @@ def read_video(paths: str, frontend: str) -> list[tuple[Path, dict[str, torch.Te
     """The Kinetics files of ``--pretrained-video`` (comma-separated), each checked to be video weights of
     the network ``frontend`` needs."""
     if frontend not in VIDEO_FRONTENDS:
-        raise FlowprepError(f"--pretrained-video: Kinetics weights exist for --frontend {' and '.join(VIDEO_FRONTENDS)}, "
+        raise FlowprepError(f"--pretrained-video: Kinetics weights exist for --frontend "
+                            f"{' and '.join(VIDEO_FRONTENDS)}, "
                             f"not {frontend}; use --pretrained with ImageNet weights for {frontend}")
     files = []
     for name in [p.strip() for p in str(paths).split(",") if p.strip()]:
@@ -175,8 +176,8 @@ def transfer(module: nn.Module, state: dict[str, torch.Tensor], to_source, sourc
              channels: int, ignore: tuple[str, ...] = ()) -> int:
     """Copy ``state`` into ``module``: each of its keys ``k`` (where ``to_source(k)`` is not None) from
     ``state[to_source(k)]``; the stem's kernel adapted to ``channels``. Missing, unexpected (other than
-    the classifier and ``ignore``) and misfitting keys are one FlowprepError naming them and ``path``. Returns the number
-    of tensors copied."""
+    the classifier and ``ignore``) and misfitting keys are one FlowprepError naming them and ``path``.
+    Returns the number of tensors copied."""
     ours = module.state_dict()
     mapping = {k: to_source(k) for k in ours}
     mapping = {k: v for k, v in mapping.items() if v is not None}

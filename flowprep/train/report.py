@@ -122,5 +122,6 @@ def add_report_parser(sub) -> None:
                                    "test`), training clips/s, and the paper's LRW top-1 where it published one. "
                                    "Example: flowprep report runs/*")
     p.add_argument("runs", nargs="+", metavar="RUN", help="run folders written by `flowprep train`")
-    p.add_argument("--format", default="markdown", choices=FORMATS, help="markdown table, CSV or JSON (default markdown)")
+    p.add_argument("--format", default="markdown", choices=FORMATS,
+                   help="markdown table, CSV or JSON (default markdown)")
     p.set_defaults(func=lambda a: print(render(report(a.runs), a.format)) or 0)

@@ -67,7 +67,8 @@ def test_resnet2d_takes_imagenet_resnet34_as_it_is(resnet34_file):
         with torch.no_grad():
             got = front(frames)[0]
             image = frames[0].transpose(0, 1)  # [T, C, H, W]
-            rgb = image.expand(-1, 3, -1, -1) if channels == 1 else (image.sum(1, keepdim=True) / 3).expand(-1, 3, -1, -1)
+            mono = image if channels == 1 else image.sum(1, keepdim=True) / 3
+            rgb = mono.expand(-1, 3, -1, -1)
             want = _resnet_features(net2d, rgb)
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
         assert got.abs().mean() > 0.05
@@ -180,7 +181,8 @@ def test_refusals_name_the_file_and_what_is_wrong(tmp_path, i3d_files, r3d18_fil
     with pytest.raises(FlowprepError, match=rf"not found.*{R3D18_FILE}"):
         read_video(str(tmp_path / "nothing.pt"), "r3d18")
     # a 2D state dict where video weights are expected
-    with pytest.raises(FlowprepError, match=r"resnet34\.pth holds 2D image weights .*conv1\.weight \[64, 3, 7, 7\].*--pretrained"):
+    with pytest.raises(FlowprepError,
+                       match=r"resnet34\.pth holds 2D image weights .*conv1\.weight \[64, 3, 7, 7\].*--pretrained"):
         read_video(str(resnet34_file[0]), "r3d18")
     # the other network's video weights
     with pytest.raises(FlowprepError, match=rf"{R3D18_FILE} does not hold i3d Kinetics weights \(r3d18 weights\)"):
