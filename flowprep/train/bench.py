@@ -5,7 +5,8 @@ of the shards' types (uint8 gray, int8 flow with its scale) going through the sa
 normalisation as training; reading is left out (shards read at hundreds of clips/s, see
 `flowprep bench read`), so the figure is the model's own ceiling.
 
-    flowprep bench train                                    # CPU, float32, {r3d18, i3d} x {bilstm, tcn}
+    flowprep bench train                                    # CPU, float32, every front-end x back-end
+    flowprep bench train --frontends resnet2d,c3d-resnet --backends conv1d --batch-size 2   # some of them
     flowprep bench train --device cuda --precision fp32,amp --batch-size 32 --steps 20   # a GPU node
     flowprep bench train --ranks 2 --frontends r3d18 --backends tcn           # data parallel, gloo on CPU
     flowprep bench train --device cuda --ranks 8 --batch-size 256 --steps 20  # DDP over a node's 8 GPUs (NCCL)
@@ -29,24 +30,29 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 from ..errors import FlowprepError
+from .config import BACKENDS, FRONTENDS
 
 
 PRECISIONS = ("fp32", "amp")
 
 
-def train_bench(frontends: tuple[str, ...] = ("r3d18", "i3d"), streams: tuple[str, ...] = ("gray", "flow"),
-                backends: tuple[str, ...] = ("bilstm", "tcn"), fusion: str = "features", batch_size: int = 8,
+def train_bench(frontends: tuple[str, ...] = FRONTENDS, streams: tuple[str, ...] = ("gray", "flow"),
+                backends: tuple[str, ...] = BACKENDS, fusion: str = "features", batch_size: int = 8,
                 frames: int = 29, size: int = 112, steps: int = 3, warmup: int = 1, device: str = "cpu",
                 precisions: tuple[str, ...] = ("fp32",), width: float = 1.0, hidden: int = 512,
-                threads: int | None = None, ranks: int = 1) -> list[dict[str, Any]]:
+                threads: int | None = None, ranks: int = 1, on_row=None) -> list[dict[str, Any]]:
     """One row per front-end x back-end x precision ("fp32", "amp": AMP applies on CUDA only):
     clips/s over ``steps`` timed steps (after ``warmup`` untimed ones), seconds per step,
-    parameters, peak RSS (and peak CUDA memory on a GPU)."""
+    parameters, peak RSS (and peak CUDA memory on a GPU). ``on_row(row)`` is called as each is measured."""
     unknown = [p for p in precisions if p not in PRECISIONS]
     if unknown:
         raise FlowprepError(f"precision {unknown[0]!r}: use fp32 or amp")
     if ranks < 1 or batch_size % ranks:
         raise FlowprepError(f"--batch-size {batch_size} is the global batch: it must divide by --ranks {ranks}")
+    for kind, names, known in (("front-end", frontends, FRONTENDS), ("back-end", backends, BACKENDS)):
+        wrong = [n for n in names if n not in known]
+        if wrong:
+            raise FlowprepError(f"{kind} {wrong[0]!r}: use {', '.join(known)}")
     rows = []
     for precision in precisions:
         for frontend in frontends:
@@ -56,9 +62,11 @@ def train_bench(frontends: tuple[str, ...] = ("r3d18", "i3d"), streams: tuple[st
                            amp=precision == "amp", width=width, hidden=hidden, threads=threads)
                 if ranks > 1:
                     rows.append(_measure_ranks(job, ranks))
-                    continue
-                with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
-                    rows.append(pool.submit(_measure, job).result())
+                else:
+                    with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
+                        rows.append(pool.submit(_measure, job).result())
+                if on_row is not None:
+                    on_row(rows[-1])
     return rows
 
 
@@ -176,8 +184,8 @@ def _peak_rss_mib() -> float:
 
 
 def add_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--frontends", default="r3d18,i3d", help="comma-separated: r3d18, i3d")
-    p.add_argument("--backends", default="bilstm,tcn", help="comma-separated: bilstm, tcn")
+    p.add_argument("--frontends", default=",".join(FRONTENDS), help=f"comma-separated: {', '.join(FRONTENDS)}")
+    p.add_argument("--backends", default=",".join(BACKENDS), help=f"comma-separated: {', '.join(BACKENDS)}")
     p.add_argument("--streams", default="gray,flow", help="gray, flow or gray,flow")
     p.add_argument("--fusion", default="features", choices=["features", "scores"])
     p.add_argument("--precision", default="fp32", help="comma-separated: fp32, amp (AMP on CUDA only)")
@@ -202,18 +210,19 @@ def run_from_args(a: argparse.Namespace) -> int:
 
     rows = train_bench(names(a.frontends), names(a.streams), names(a.backends), a.fusion, a.batch_size, a.frames,
                        a.size, a.steps, a.warmup, a.device, ("amp",) if a.amp else names(a.precision), a.width,
-                       a.hidden, a.threads, a.ranks)
+                       a.hidden, a.threads, a.ranks, on_row=None if a.json else _print_row)  # each row as it comes
     if a.json:
         print(json.dumps(rows, indent=1))
-        return 0
-    for r in rows:
-        memory = f"peak RSS {r['peak_rss_mib']} MiB (before the model {r['rss_before_model_mib']})"
-        if "peak_cuda_mib" in r:
-            memory += f", peak CUDA {r['peak_cuda_mib']} MiB on {r['gpu']}"
-        print(f"{r['frontend']:>6} {r['backend']:<6} {r['streams']} {r['precision']} on {r['device']} "
-              f"({r['ranks']} rank{'s' if r['ranks'] > 1 else ''} x {r['threads']} threads), batch {r['batch']} of {r['clip']}, {r['params_m']} M params: "
-              f"{r['clips_per_s']} clips/s, {r['step_s']} s/step; {memory}", flush=True)
     return 0
+
+
+def _print_row(r: dict[str, Any]) -> None:
+    memory = f"peak RSS {r['peak_rss_mib']} MiB (before the model {r['rss_before_model_mib']})"
+    if "peak_cuda_mib" in r:
+        memory += f", peak CUDA {r['peak_cuda_mib']} MiB on {r['gpu']}"
+    print(f"{r['frontend']:>10} {r['backend']:<6} {r['streams']} {r['precision']} on {r['device']} "
+          f"({r.get('ranks', 1)} rank(s) x {r['threads']} threads), batch {r['batch']} of {r['clip']}, {r['params_m']} M params: "
+          f"{r['clips_per_s']} clips/s, {r['step_s']} s/step; {memory}", flush=True)
 
 
 def add_bench_train_parser(kinds) -> None:

@@ -1,4 +1,5 @@
-"""`flowprep train` and `flowprep eval`: thin layers over flowprep.train.train and .evaluate."""
+"""`flowprep train`, `flowprep eval` and `flowprep report`: thin layers over flowprep.train.train, .evaluate
+and .report."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ Train a lipreading network on a shard folder. Examples (the seed paper's ablatio
   flowprep train --shards shards/ --out runs/r3d-gray --streams gray
   flowprep train --shards shards/ --out runs/r3d-2s-tcn --backend tcn
   flowprep train --shards shards/ --out runs/r3d-late --fusion scores
+  flowprep train --shards shards/ --out runs/r2d --streams gray --frontend resnet2d --pretrained resnet34.pth
+  flowprep train --shards shards/ --out runs/i3d-2s-k --frontend i3d --pretrained-video rgb_imagenet.pt,flow_imagenet.pt
   flowprep train --shards shards/ --out runs/i3d-2s --resume          # continue after an interruption
   flowprep train --shards shards/ --out runs/gray-heat --streams gray,heatmap --fusion conv --fusion-stage 2
   flowprep train --shards shards/ --out runs/lateral --streams gray,flow --fusion scores --lateral
@@ -39,8 +42,14 @@ def add_train_parsers(sub) -> None:
     t.add_argument("--task", default="lipread", choices=["lipread", "avsync"],
                    help="lipread: word classification; avsync: coupled audio/video 3D CNNs that tell in-sync "
                         "from shifted audio (contrastive loss; shards built with --audio)")
-    t.add_argument("--frontend", default=d.frontend, choices=FRONTENDS, help="3D-CNN front-end of each stream")
-    t.add_argument("--backend", default=d.backend, choices=BACKENDS, help="temporal back-end")
+    t.add_argument("--frontend", default=d.frontend, choices=FRONTENDS,
+                   help="front-end of each stream: resnet2d (2D ResNet-34 per frame), c3d-resnet (three 3D convs "
+                        "64/64/96 + 2D ResNet-34 per frame), i3d (3D Inception-v1): the seed paper's; r3d18 (3D "
+                        "ResNet-18): flowprep's own")
+    t.add_argument("--backend", default=d.backend, choices=BACKENDS,
+                   help="temporal back-end: conv1d (two 1D convs over time + FC: the seed paper's temporal "
+                        "convolution), bilstm (2-layer BiLSTM: the paper's), tcn (residual dilated 1D convs: "
+                        "flowprep's own)")
     t.add_argument("--streams", default=",".join(d.streams),
                    help="one or two of gray, flow, heatmap (20 mouth-landmark Gaussian maps), comma-separated")
     t.add_argument("--fusion", default=d.fusion, choices=FUSIONS,
@@ -53,11 +62,17 @@ def add_train_parsers(sub) -> None:
                    help="bidirectional lateral connections between the two front-ends, plus a joint head")
     t.add_argument("--width", type=float, default=d.width, help="front-end channel multiplier")
     t.add_argument("--hidden", type=int, default=d.hidden, help="LSTM units per direction / TCN channels")
-    t.add_argument("--layers", type=int, default=None, help="back-end depth (default 2 LSTM layers, 4 TCN blocks)")
+    t.add_argument("--layers", type=int, default=None,
+                   help="back-end depth (default 2 conv1d layers, 2 LSTM layers, 4 TCN blocks)")
     t.add_argument("--dropout", type=float, default=d.dropout, help="dropout in the back-end")
     t.add_argument("--pretrained", default=None,
-                   help="2D ImageNet weights (.pth) to inflate into the front-ends: a torchvision resnet18 "
-                        "state_dict for r3d18, googlenet for i3d (made on a connected machine; the error says how)")
+                   help="2D ImageNet weights (.pth) for the front-ends (round 1): a torchvision resnet34 state_dict "
+                        "for resnet2d and c3d-resnet (loaded as is), resnet18 for r3d18 and googlenet for i3d "
+                        "(inflated to 3D); made on a connected machine, the error says how")
+    t.add_argument("--pretrained-video", default=None, metavar="PATH[,PATH]",
+                   help="Kinetics-400 video weights (round 2): torchvision's r3d_18 state_dict for r3d18; the PyTorch "
+                        "I3D port's rgb_imagenet.pt and/or flow_imagenet.pt for i3d (comma-separated; gray takes "
+                        "the RGB file, flow the flow file)")
     t.add_argument("--epochs", type=int, default=d.epochs, help="epochs in all (raise it and --resume to go on)")
     t.add_argument("--batch-size", type=int, default=d.batch_size, help="clips per step")
     t.add_argument("--lr", type=float, default=d.lr, help="peak learning rate (AdamW)")
@@ -118,6 +133,10 @@ def add_train_parsers(sub) -> None:
                    help="avsync: EER and AUC of in-sync vs shifted-audio pairs on every window of the split")
     e.set_defaults(func=_cmd_eval)
 
+    from .report import add_report_parser  # `flowprep report RUN...`
+
+    add_report_parser(sub)
+
     # `flowprep bench train`, next to `bench build` and `bench read` (flowprep/bench.py)
     bench = sub.choices.get("bench")
     kinds = [a for a in (bench._actions if bench else []) if isinstance(a, argparse._SubParsersAction)]
@@ -133,6 +152,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         streams=tuple(s.strip() for s in args.streams.split(",") if s.strip()), fusion=args.fusion,
         fusion_stage=args.fusion_stage, lateral=args.lateral,
         width=args.width, hidden=args.hidden, layers=args.layers, dropout=args.dropout, pretrained=args.pretrained,
+        pretrained_video=args.pretrained_video,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing, crop=args.crop,
         flip=not args.no_flip, max_steps_per_epoch=args.max_steps_per_epoch, amp=args.amp, device=args.device,

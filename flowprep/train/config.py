@@ -17,8 +17,10 @@ RUNTIME_FIELDS = frozenset({"shards", "out", "epochs", "device", "workers", "pro
 RUNTIME_FIELDS |= {"sync_bn", "dist_timeout_s"}
 
 # The choices (models.py builds them; kept here so the command line loads without torch).
-FRONTENDS = ("r3d18", "i3d")
-BACKENDS = ("bilstm", "tcn")
+# The seed paper's front-ends (resnet2d, c3d-resnet, i3d) and flowprep's r3d18; its back-ends (conv1d: two 1D
+# temporal convolutions + FC; bilstm) and flowprep's tcn (residual dilated temporal convolutions).
+FRONTENDS = ("resnet2d", "c3d-resnet", "i3d", "r3d18")
+BACKENDS = ("conv1d", "bilstm", "tcn")
 # heatmap: Gaussian maps of dlib's 20 mouth landmarks, one channel each, drawn on the device from the
 # stored landmarks after crop and flip (flowprep.transforms.keypoint_heatmaps).
 STREAM_CHANNELS = {"gray": 1, "flow": 2, "heatmap": 20}
@@ -33,8 +35,8 @@ class TrainConfig:
     shards: str  # a shard folder written by `flowprep build`
     out: str  # the run folder: checkpoints, metrics.csv, steps.csv, tb/
     # model
-    frontend: str = "r3d18"  # r3d18 | i3d
-    backend: str = "bilstm"  # bilstm | tcn
+    frontend: str = "r3d18"  # one of FRONTENDS
+    backend: str = "bilstm"  # one of BACKENDS
     streams: tuple[str, ...] = ("gray", "flow")
     fusion: str = "features"  # two streams: one of FUSIONS
     fusion_stage: int = -1  # front-end stage whose feature maps a map fusion combines (-1: the last)
@@ -44,6 +46,9 @@ class TrainConfig:
     layers: int | None = None  # back-end depth; None = 2 LSTM layers or 4 TCN blocks
     dropout: float = 0.2
     pretrained: str | None = None  # 2D ImageNet state_dict (.pth) to inflate: torchvision resnet18 (r3d18) or googlenet (i3d)
+    # Kinetics video weights (pretrained.py): torchvision r3d_18 (r3d18), or the PyTorch I3D port's rgb/flow
+    # checkpoints (i3d); several files comma-separated, each stream takes the one that fits it
+    pretrained_video: str | None = None
     # optimisation
     epochs: int = 30
     batch_size: int = 32
@@ -91,6 +96,8 @@ class TrainConfig:
             problems.append("dist_timeout_s must be positive")
         if self.workers < 0:
             problems.append("workers must be 0 or more")
+        if self.pretrained and self.pretrained_video:
+            problems.append("--pretrained and --pretrained-video: give one (Kinetics weights already start from ImageNet)")
         if problems:
             raise FlowprepError("bad training settings: " + "; ".join(problems))
 

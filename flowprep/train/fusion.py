@@ -100,7 +100,7 @@ def stage_shapes(frontend: StagedFrontend, in_channels: int, size: tuple[int, in
 
 def _in_channels(frontend: nn.Module) -> int:
     for m in frontend.modules():
-        if isinstance(m, nn.Conv3d):
+        if isinstance(m, (nn.Conv3d, nn.Conv2d)):
             return m.in_channels
     raise TypeError(f"{type(frontend).__name__} has no Conv3d")
 

@@ -1,4 +1,5 @@
-"""Start a 3D front-end from 2D ImageNet weights on disk (nothing is downloaded):
+"""Start a 3D front-end from 2D ImageNet weights on disk (nothing is downloaded; the 2D front-ends
+``resnet2d`` and ``c3d-resnet`` take a torchvision ``resnet34`` state_dict as it is: pretrained.py):
 
 - ``r3d18`` from a torchvision ``resnet18`` state_dict (module names match key by key);
 - ``i3d`` from a torchvision ``googlenet`` state_dict (Inception-v1, the network I3D inflates:
@@ -19,10 +20,14 @@ import torch
 from torch import nn
 
 from ..errors import FlowprepError
+from .pretrained import load_resnet34
 
 # what each front-end inflates from: (torchvision model, a key every such state_dict holds)
-SOURCES = {"r3d18": ("resnet18", "conv1.weight"), "i3d": ("googlenet", "inception3a.branch1.conv.weight")}
-_WEIGHTS = {"resnet18": "IMAGENET1K_V1", "googlenet": "IMAGENET1K_V1"}
+SOURCES = {"r3d18": ("resnet18", "conv1.weight"), "i3d": ("googlenet", "inception3a.branch1.conv.weight"),
+           "resnet2d": ("resnet34", "conv1.weight"), "c3d-resnet": ("resnet34", "conv1.weight")}
+_WEIGHTS = {"resnet18": "IMAGENET1K_V1", "googlenet": "IMAGENET1K_V1", "resnet34": "IMAGENET1K_V1"}
+# 2D front-ends take their ImageNet weights as they are (pretrained.load_resnet34), nothing to inflate
+DIRECT = ("resnet2d", "c3d-resnet")
 
 
 def how_to_make(frontend: str) -> str:
@@ -79,6 +84,8 @@ def inflate(model: nn.Module, frontend: str, weights: str | Path | dict[str, tor
     counterpart: a partial match is an error."""
     source = weights if isinstance(weights, dict) else load_2d(weights, frontend)
     path = "the pretrained weights" if isinstance(weights, dict) else weights
+    if frontend in DIRECT:
+        return load_resnet34(model, frontend, source, path)
     name = SOURCES[frontend][0]
     to_2d = googlenet_key if frontend == "i3d" else (lambda k: k)
     inflated: dict[str, torch.Tensor] = {}

@@ -1,4 +1,5 @@
-"""Lipreading networks: a 3D-CNN front-end per stream, a temporal back-end, and the ways to fuse streams.
+"""Lipreading networks: a front-end per stream (3D CNNs here, the 2D ResNet-34 ones in frontends2d.py), a
+temporal back-end, and the ways to fuse streams.
 
 Every front-end takes a clip ``[B, C, T, H, W]`` (C = 1 for grayscale, 2 for flow) and returns
 one feature vector per frame, ``[B, T, F]``: time is never strided, so a back-end sees every frame
@@ -16,11 +17,8 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from .config import MAP_FUSIONS, STREAM_CHANNELS
-
-
-def _pool_space(x: torch.Tensor) -> torch.Tensor:
-    """[B, F, T, H, W] -> [B, T, F]: average over the image, keep time."""
-    return x.mean(dim=(3, 4)).transpose(1, 2)
+from .frontends2d import C3DResNet, FrameResNet34
+from .frontends2d import pool_space as _pool_space
 
 
 # ---- 3D ResNet-18 ---------------------------------------------------------------------------
@@ -155,7 +153,7 @@ def _halve(kernel: int) -> nn.MaxPool3d:
     return nn.MaxPool3d((1, kernel, kernel), stride=(1, 2, 2), ceil_mode=True)
 
 
-FRONTENDS = {"r3d18": ResNet3D18, "i3d": I3D}
+FRONTENDS = {"resnet2d": FrameResNet34, "c3d-resnet": C3DResNet, "i3d": I3D, "r3d18": ResNet3D18}
 
 
 def _init_weights(module: nn.Module) -> None:
@@ -234,8 +232,29 @@ class TemporalConvBackend(nn.Module):
         return self.head(masked_mean(h.transpose(1, 2), lengths))
 
 
-BACKENDS = {"bilstm": BiLSTMBackend, "tcn": TemporalConvBackend}
-DEFAULT_LAYERS = {"bilstm": 2, "tcn": 4}
+class Conv1dBackend(nn.Module):
+    """The seed paper's temporal convolution: two 1D convolutions over time (kernel 5, batch norm, ReLU;
+    ``layers`` sets how many), the masked mean over the clip's frames, then one fully connected layer."""
+
+    def __init__(self, in_features: int, num_classes: int, hidden: int = 512, layers: int = 2,
+                 dropout: float = 0.2, kernel: int = 5):
+        super().__init__()
+        widths = [in_features] + [hidden] * layers
+        self.convs = nn.ModuleList(nn.Conv1d(a, b, kernel, padding=kernel // 2) for a, b in zip(widths, widths[1:]))
+        self.bns = nn.ModuleList(nn.BatchNorm1d(hidden) for _ in range(layers))
+        self.drop = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden, num_classes)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        mask = time_mask(lengths, x.shape[1]).to(x.dtype)[:, None, :]  # a clip's padding stays zero
+        h = x.transpose(1, 2) * mask
+        for conv, bn in zip(self.convs, self.bns):
+            h = torch.relu(bn(conv(h))) * mask
+        return self.head(self.drop(masked_mean(h.transpose(1, 2), lengths)))
+
+
+BACKENDS = {"conv1d": Conv1dBackend, "bilstm": BiLSTMBackend, "tcn": TemporalConvBackend}
+DEFAULT_LAYERS = {"conv1d": 2, "bilstm": 2, "tcn": 4}
 
 
 # ---- one or two streams ----------------------------------------------------------------------

@@ -32,6 +32,7 @@ from .config import TrainConfig
 from .evaluation import amp_dtype, autocast, evaluate_model, resolve_device
 from .inflate import inflate, load_2d
 from .models import build_model
+from .pretrained import load_video, read_video
 
 EPOCH_FIELDS = ["epoch", "step", "lr", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5",
                 "clips_per_s", "epoch_s"]
@@ -220,6 +221,7 @@ def train(config: TrainConfig, on_epoch_end: Callable[[dict[str, Any]], None] | 
                             "or choose another --out")
     # the 2D weights are read first: a wrong path fails before anything slow
     pretrained = load_2d(cfg.pretrained, cfg.frontend) if cfg.pretrained and not last.is_file() else None
+    video = read_video(cfg.pretrained_video, cfg.frontend) if cfg.pretrained_video and not last.is_file() else None
     device = resolve_device(cfg.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
@@ -256,6 +258,8 @@ def train(config: TrainConfig, on_epoch_end: Callable[[dict[str, Any]], None] | 
     elif pretrained is not None:
         for frontend in run.model.frontends.values():
             inflate(frontend, cfg.frontend, pretrained)
+    elif video is not None:  # Kinetics weights, each stream from the file that fits it
+        load_video(run.model.frontends, cfg.frontend, video)
     if ctx.main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1) + "\n")

@@ -10,21 +10,69 @@ from flowprep.dataset import pad_collate
 from flowprep.errors import FlowprepError
 from flowprep.train.data import model_inputs
 from flowprep.train.inflate import inflate_googlenet, inflate_resnet18
-from flowprep.train.models import I3D, BiLSTMBackend, LipReader, ResNet3D18, TemporalConvBackend
+from flowprep.train.config import BACKENDS, FRONTENDS
+from flowprep.train.frontends2d import C3DResNet, FrameResNet34
+from flowprep.train.models import I3D, BiLSTMBackend, Conv1dBackend, LipReader, ResNet3D18, TemporalConvBackend
 from flowprep.transforms import Normalize
 
 
-@pytest.mark.parametrize("frontend", [ResNet3D18, I3D])
+@pytest.mark.parametrize("frontend", [ResNet3D18, I3D, FrameResNet34, C3DResNet])
 @pytest.mark.parametrize("channels", [1, 2])
 def test_frontends_keep_every_frame(frontend, channels):
     net = frontend(channels, width=0.0625).eval()
     out = net(torch.randn(2, channels, 7, 40, 40))
     assert out.shape == (2, 7, net.out_features)
-    # published widths at width 1: 512 features for the ResNet, 1024 for I3D
-    assert frontend(channels).out_features == (512 if frontend is ResNet3D18 else 1024)
+    # published widths at width 1: 512 features for the ResNets, 1024 for I3D
+    assert frontend(channels).out_features == (1024 if frontend is I3D else 512)
 
 
-@pytest.mark.parametrize("backend", [BiLSTMBackend, TemporalConvBackend])
+def test_the_2d_front_ends_are_torchvisions_resnet34_and_see_no_other_frame():
+    """resnet2d is ResNet-34 layer for layer (every torchvision key but the classifier), and a frame's
+    features do not change when the other frames do; c3d-resnet's do, up to 6 frames away (three 3x3x3
+    convolutions and three 3x3x3 poolings)."""
+    names = {k for k in torchvision.models.resnet34().state_dict() if not k.startswith("fc.")}
+    ours = {k.replace("resnet.stem.net.", "").replace("resnet.", "").replace(".net.", ".")
+            for k in FrameResNet34(1).state_dict()}
+    assert ours == names
+    c3d = C3DResNet(1)
+    assert [m.out_channels for m in c3d.c3d if isinstance(m, torch.nn.Conv3d)] == [64, 64, 96]
+    strides = [m.stride for m in c3d.modules() if isinstance(m, (torch.nn.Conv3d, torch.nn.MaxPool3d))]
+    assert all((s if isinstance(s, tuple) else (s,))[0] == 1 for s in strides)  # never in time
+    torch.manual_seed(0)
+    x = torch.randn(1, 1, 12, 32, 32)
+    y = x.clone()
+    y[:, :, 10:] = torch.randn(1, 1, 2, 32, 32)  # change the last two frames only
+    for net, unchanged in ((FrameResNet34(1, 0.125).eval(), 10), (C3DResNet(1, 0.125).eval(), 4)):
+        with torch.no_grad():
+            a, b = net(x), net(y)
+        torch.testing.assert_close(a[:, :unchanged], b[:, :unchanged])
+        assert not torch.allclose(a[:, unchanged:], b[:, unchanged:])
+
+
+@pytest.mark.parametrize("frontend", FRONTENDS)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_every_frontend_and_backend_trains_a_step(frontend, backend):
+    """Two streams, tiny widths, on CPU: one optimiser step changes the weights and the loss falls on
+    the same batch after a few."""
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    model = LipReader(("gray", "flow"), frontend, backend, num_classes=3, width=0.0625, hidden=8, dropout=0.0)
+    inputs = {"gray": torch.randn(2, 1, 5, 32, 32), "flow": torch.randn(2, 2, 5, 32, 32)}
+    lengths, labels = torch.tensor([5, 4]), torch.tensor([0, 2])
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    before = [p.detach().clone() for p in model.parameters()]
+    losses = []
+    for _ in range(4):
+        loss = torch.nn.functional.cross_entropy(model(inputs, lengths), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert all(not torch.equal(a, p) for a, p in zip(before, model.parameters()) if p.requires_grad)
+    assert losses[-1] < losses[0]
+
+
+@pytest.mark.parametrize("backend", [BiLSTMBackend, TemporalConvBackend, Conv1dBackend])
 def test_backends_ignore_what_lies_past_a_clip(backend):
     torch.manual_seed(0)
     net = backend(12, num_classes=5, hidden=8, layers=2).eval()
@@ -153,3 +201,35 @@ def test_inflation_errors_name_the_file(tmp_path, resnet18_file):
     torch.save({"fc.weight": torch.zeros(3)}, junk)
     with pytest.raises(FlowprepError, match="no conv1.weight"):
         inflate_resnet18(ResNet3D18(1), junk)
+
+
+def test_bench_train_measures_the_new_front_ends_and_back_ends():
+    """`flowprep bench train` runs the paper's 2D front-ends with its conv1d back-end (tiny here): a row
+    each, with a speed, the step time and peak memory measured in its own process."""
+    from flowprep.train.bench import train_bench
+
+    rows = train_bench(("resnet2d", "c3d-resnet"), ("gray", "flow"), ("conv1d",), batch_size=2, frames=5, size=32,
+                       steps=1, warmup=0, width=0.0625, hidden=8, threads=1)
+    assert [(r["frontend"], r["backend"]) for r in rows] == [("resnet2d", "conv1d"), ("c3d-resnet", "conv1d")]
+    for r in rows:
+        assert r["clips_per_s"] > 0 and r["step_s"] > 0 and r["peak_rss_mib"] >= r["rss_before_model_mib"] > 0
+    with pytest.raises(FlowprepError, match="front-end 'resnet50'"):
+        train_bench(("resnet50",))
+
+
+@pytest.mark.parametrize("frontend", ["resnet2d", "c3d-resnet"])
+def test_the_2d_front_ends_run_stage_by_stage_for_map_fusion(frontend):
+    """Their stages (fusion.py runs front-ends stage by stage) give the front-end's own output, and a
+    map fusion with lateral connections builds and runs on them."""
+    from flowprep.train.fusion import StagedFrontend, build_fused_model
+    from flowprep.train.models import FRONTENDS as NETS
+
+    torch.manual_seed(0)
+    net = NETS[frontend](2, 0.125).eval()
+    x = torch.randn(1, 2, 4, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(StagedFrontend(net)(x), net(x))
+    model = build_fused_model(("gray", "flow"), frontend, "conv1d", 3, fusion="conv", stage=2, lateral=True,
+                              width=0.0625, hidden=8, input_sizes=((32, 32), (32, 32)))
+    inputs = {"gray": torch.randn(2, 1, 5, 32, 32), "flow": torch.randn(2, 2, 5, 32, 32)}
+    assert model(inputs, torch.tensor([5, 4])).shape == (2, 3)
