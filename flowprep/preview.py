@@ -3,7 +3,7 @@
 One band per clip: the mouth crops over time with their frame index, the flow under them
 colour-coded with the standard Middlebury colour wheel (hue = direction, saturation = magnitude,
 one shared scale per sheet, shown as a key at the top) with its pair index, and a caption with the
-clip id, its word (or text, or "unlabelled") and its QC numbers.
+clip id, its word and its text (or "unlabelled") and its QC numbers.
 """
 
 from __future__ import annotations
@@ -127,7 +127,9 @@ def _key(peak: float) -> np.ndarray:
 
 def _caption(s: dict) -> str:
     qc = s["qc"]
-    what = s["word"] if s["label"] >= 0 and s["word"] else f'"{s["text"]}"' if s.get("text") else "unlabelled"
+    word = s["word"] if s["label"] >= 0 and s["word"] else ""
+    text = f'"{s["text"]}"' if s.get("text") and s.get("text") != word else ""
+    what = " ".join(w for w in (word, text) if w) or "unlabelled"  # GRID: its class and its sentence
     return (f"{s['clip_id']}  {what}  {len(s['gray'])} frames  det {qc.get('detection_rate', float('nan')):.2f}  "
             f"interp {qc.get('frames_interpolated', 0):.0f}  jitter {qc.get('jitter_px', float('nan')):.2f}px  "
             f"|flow| p99 {qc.get('flow_mag_p99', float('nan')):.1f}px")
