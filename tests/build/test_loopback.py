@@ -84,7 +84,9 @@ def listening_sockets(pids: set[int]) -> list[tuple[str, str, int, str]]:
             addr, port = fields[1].split(":")
             pid = owner[fields[9]]
             try:
-                command = Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ").strip()[:80]
+                argv = Path(f"/proc/{pid}/cmdline").read_text().split("\0")
+                # the program's own name first: a long install path must not cut it off
+                command = " ".join([os.path.basename(argv[0])] + argv[1:]).strip()[:80]
             except OSError:
                 command = "?"
             found.append((proto, _address(addr, proto.endswith("6")), int(port, 16), command))

@@ -33,7 +33,9 @@ def _plain(value) -> bool:
 # Every front-end. The 2D ones (the paper's conv1d back-end, gray) see each frame alone: a new random crop
 # every epoch makes a new problem for them, so they fit the clips without that jitter (crop = ROI) and at a
 # quarter width (4 channels of a 34-layer network are too few).
-OVERFIT = [("r3d18", "bilstm", {}), ("i3d", "bilstm", {}),
+# i3d fits them too, but its per-epoch top-1 flickers under the random crop with one CPU thread (0.83 at
+# epoch 19 of 20, seen in CI): without the crop it holds 1.0 from epoch 13 on with one or two threads.
+OVERFIT = [("r3d18", "bilstm", {}), ("i3d", "bilstm", dict(crop=ROI)),
            ("resnet2d", "conv1d", dict(streams=("gray",), width=0.25, crop=ROI)),
            ("c3d-resnet", "conv1d", dict(streams=("gray",), width=0.25, crop=ROI))]
 
