@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from flowprep.build import build
 from flowprep.build.executor import RayExecutor
@@ -38,3 +39,12 @@ def tiny(shards: Path, out: Path, **changes) -> TrainConfig:
     base = dict(shards=str(shards), out=str(out), width=0.0625, hidden=16, dropout=0.0, weight_decay=0.0,
                 warmup_epochs=0, batch_size=6, lr=1e-2, crop=ROI - 8, workers=0, progress=False)
     return TrainConfig(**{**base, **changes})
+
+
+@pytest.fixture
+def one_torch_thread():
+    """torch on one thread for the test, then as it was."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

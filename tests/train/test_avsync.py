@@ -18,12 +18,7 @@ from tests import media
 SMALL = dict(frame_size=(30, 50), channels=8, embed=32, batch_size=32, lr=3e-3, epochs=6)
 
 
-@pytest.fixture(autouse=True)
-def _few_threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ---- metrics, checked by hand --------------------------------------------------------------------

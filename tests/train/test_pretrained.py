@@ -20,12 +20,7 @@ from flowprep.train.models import I3D, LipReader, ResNet3D18
 from flowprep.train.pretrained import I3D_FILES, R3D18_FILE, load_video, read_video
 
 
-@pytest.fixture(autouse=True)
-def _few_threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _random_bn(net):
