@@ -12,7 +12,7 @@ def __getattr__(name):
 
         return ShardDataset
     if name == "build":
-        from .build import build
+        from .builder import build
 
         return build
     if name == "BuildConfig":

@@ -30,7 +30,7 @@ def run_bench(src: str | Path, cfg: BuildConfig, limit: int = 24, progress: bool
     import cv2
     import torch
 
-    from .build import build, stages
+    from .builder import build, stages
     from .shards.records import ClipResult
     from .shards.writer import write_shard
     from .sources import discover
@@ -102,7 +102,7 @@ def run_bench(src: str | Path, cfg: BuildConfig, limit: int = 24, progress: bool
 
 def _quantisation_error(results, cfg: BuildConfig) -> dict:
     """Mean end-point error of stored flow against the float flow it came from."""
-    from .build.stages import make_flow_backend
+    from .builder.stages import make_flow_backend
     from .flow import dequantize_flow
 
     backend = make_flow_backend(cfg.flow)
@@ -123,7 +123,7 @@ def _naive_fps(records, cfg: BuildConfig) -> float:
     import cv2
     import dlib
 
-    from .build.stages import make_flow_backend
+    from .builder.stages import make_flow_backend
     from .decode import decode_gray
     from .roi import landmark_model_paths
 

@@ -287,7 +287,7 @@ def _names(value: str | None, option: str) -> tuple[str, ...] | None:
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
-    from .build import build
+    from .builder import build
 
     cfg = config_from_args(args)
     if os.path.exists(args.out) and not os.path.isdir(args.out):

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from flowprep import cli
-from flowprep.build.report import BuildReport
+from flowprep.builder.report import BuildReport
 from flowprep.errors import EXIT_FATAL, EXIT_OK
 
 REPO = Path(__file__).resolve().parents[1]

@@ -10,7 +10,7 @@ import numpy as np
 from ..config import RoiConfig
 from ..errors import NoFaceError
 from .align import MOUTH, apply_transforms, crop_transforms, fill_gaps, smooth
-from .models import load_dlib
+from .dlib_files import load_dlib
 from .tracker import DETECTED, MISSED, TRACKED, LandmarkTracker
 
 

@@ -78,7 +78,7 @@ def mouth_box(frames: np.ndarray, probes: int = 3, scale: float = 0.65,
     ``probes`` frames, box centred on the median mouth centre, ``scale`` x the face width wide and
     ``aspect`` x that high. For shards (already mouth-centred crops) no box is needed."""
     from ..config import RoiConfig
-    from ..roi.models import load_dlib
+    from ..roi.dlib_files import load_dlib
     from ..roi.tracker import LandmarkTracker
 
     tracker = LandmarkTracker(RoiConfig(), *load_dlib("hog"))

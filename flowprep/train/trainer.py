@@ -339,7 +339,7 @@ def train_on_ray(config: TrainConfig, address: str | None = None, workers_per_no
     node of the cluster at ``address`` (None: an embedded local cluster), GPUs when the cluster has
     them and ``config.device`` is not cpu. Rank 0's summary comes back; the run folder must be on a
     file system every node sees (it holds the checkpoints every rank loads)."""
-    from ..build.executor import run_data_parallel
+    from ..builder.executor import run_data_parallel
 
     out = Path(config.out).resolve()
     use_gpu = False if config.device == "cpu" else (True if config.device.startswith("cuda") else None)

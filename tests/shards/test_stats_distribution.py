@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from flowprep.build import build
-from flowprep.build.executor import RayExecutor
+from flowprep.builder import build
+from flowprep.builder.executor import RayExecutor
 from flowprep.cli import main as cli_main
 from flowprep.config import BuildConfig, FlowConfig, RoiConfig
 from flowprep.decode import decode_gray, ffmpeg_binary

@@ -1,4 +1,4 @@
-"""Real shards for the trainer's tests, built once per session by `flowprep.build.build` (dlib crops,
+"""Real shards for the trainer's tests, built once per session by `flowprep.builder.build` (dlib crops,
 DIS flow) on a local Ray cluster that lives only as long as the build.
 
 The crops are 48x48 (the same field of view as the default 112x112: the face is scaled to match),
@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from flowprep.build import build
-from flowprep.build.executor import RayExecutor
+from flowprep.builder import build
+from flowprep.builder.executor import RayExecutor
 from flowprep.config import BuildConfig, FlowConfig, RoiConfig
 from flowprep.train import TrainConfig
 

@@ -201,7 +201,7 @@ def grid_av_shards(grid_dir, tmp_path_factory):
     """The six GRID clips built with --audio by the real pipeline (Ray, dlib, ffmpeg, DIS)."""
     import shutil
 
-    from flowprep.build import build
+    from flowprep.builder import build
     from flowprep.config import BuildConfig, FlowConfig
 
     src = tmp_path_factory.mktemp("grid_av_src")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flowprep.build.runner import _check_shared_out, _Watchdog
+from flowprep.builder.runner import _check_shared_out, _Watchdog
 from flowprep.errors import FlowprepError
 
 
@@ -59,7 +59,7 @@ def test_no_progress_for_the_stall_timeout_fails():
 def test_a_build_refused_by_the_lock_touches_nothing(tmp_path):
     """A build that finds the folder locked stops before its start-up cleanup: the holder's in-flight
     temporary shard and its manifest stay (the second build used to delete them)."""
-    from flowprep.build import build
+    from flowprep.builder import build
     from flowprep.shards.lock import BuildLock
 
     src = tmp_path / "src"

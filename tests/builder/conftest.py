@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flowprep.build.executor import RayExecutor
+from flowprep.builder.executor import RayExecutor
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from flowprep.build import build
-from flowprep.build.stages import crop_clip
+from flowprep.builder import build
+from flowprep.builder.stages import crop_clip
 from flowprep.cli import config_from_args, main as cli_main
 from flowprep.cli import _parser
 from flowprep.config import BuildConfig, FlowConfig

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from flowprep.build.report import BuildReport
+from flowprep.builder.report import BuildReport
 
 
 def _report(flow_s: float, cpu_s: float, actors: int = 1, cpus: int = 9) -> BuildReport:

@@ -113,8 +113,8 @@ PROBE_SCRIPT = r"""
 import json, os, sys
 from pathlib import Path
 
-from flowprep.build.executor import RayExecutor
-from flowprep.build.runner import _check_shared_out
+from flowprep.builder.executor import RayExecutor
+from flowprep.builder.runner import _check_shared_out
 
 with RayExecutor(address=sys.argv[1]) as ex:
     pids = ex.on_each_node(os.getpid)

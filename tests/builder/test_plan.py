@@ -1,4 +1,4 @@
-from flowprep.build.plan import plan_shards
+from flowprep.builder.plan import plan_shards
 from flowprep.sources import ClipRecord
 
 

@@ -21,8 +21,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 DRIVER = r"""
 import os, sys
-from flowprep.build import stages
-from flowprep.build.executor import RayExecutor
+from flowprep.builder import stages
+from flowprep.builder.executor import RayExecutor
 
 ex = RayExecutor(num_cpus=1)
 ex.start()

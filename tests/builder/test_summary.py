@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import re
 
-from flowprep.build import build
-from flowprep.build.report import BuildReport
+from flowprep.builder import build
+from flowprep.builder.report import BuildReport
 from flowprep.config import BuildConfig, FlowConfig
 
 TWO_CLIPS = BuildConfig(flow=FlowConfig(backend="dis"), limit=2, shard_size=8)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flowprep.build.stages import make_flow_backend
+from flowprep.builder.stages import make_flow_backend
 from flowprep.cli import _parser, config_from_args
 from flowprep.config import FlowConfig
 from flowprep.errors import FlowprepError

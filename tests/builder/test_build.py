@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flowprep.build import build
+from flowprep.builder import build
 from flowprep.cli import main as cli_main
 from flowprep.config import BuildConfig, FlowConfig
 from flowprep.dataset import ShardDataset, ShardFile
