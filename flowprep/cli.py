@@ -188,7 +188,7 @@ def _parser() -> argparse.ArgumentParser:
     pv.add_argument("--columns", type=int, default=10, help="frames shown per clip")
     pv.set_defaults(func=_cmd_preview)
 
-    from .bench import add_bench_parser
+    from .builder.bench import add_bench_parser
 
     add_bench_parser(sub, _add_build_options, config_from_args)
     from .train.cli import add_train_parsers  # train, eval

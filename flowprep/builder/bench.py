@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .cliforms import Help, add_folder_argument
-from .config import BuildConfig
-from .errors import FlowprepError
+from ..cliforms import Help, add_folder_argument
+from ..config import BuildConfig
+from ..errors import FlowprepError
 
 
 def run_bench(src: str | Path, cfg: BuildConfig, limit: int = 24, progress: bool = False) -> dict:
@@ -30,10 +30,10 @@ def run_bench(src: str | Path, cfg: BuildConfig, limit: int = 24, progress: bool
     import cv2
     import torch
 
-    from .builder import build, stages
-    from .shards.records import ClipResult
-    from .shards.writer import write_shard
-    from .sources import discover
+    from . import build, stages
+    from ..shards.records import ClipResult
+    from ..shards.writer import write_shard
+    from ..sources import discover
 
     records = discover(src, cfg.layout)[:limit]
     if not records:
@@ -102,8 +102,8 @@ def run_bench(src: str | Path, cfg: BuildConfig, limit: int = 24, progress: bool
 
 def _quantisation_error(results, cfg: BuildConfig) -> dict:
     """Mean end-point error of stored flow against the float flow it came from."""
-    from .builder.stages import make_flow_backend
-    from .flow import dequantize_flow
+    from .stages import make_flow_backend
+    from ..flow import dequantize_flow
 
     backend = make_flow_backend(cfg.flow)
     errs, sat, total = [], 0, 0
@@ -123,9 +123,9 @@ def _naive_fps(records, cfg: BuildConfig) -> float:
     import cv2
     import dlib
 
-    from .builder.stages import make_flow_backend
-    from .decode import decode_gray
-    from .roi import landmark_model_paths
+    from .stages import make_flow_backend
+    from ..decode import decode_gray
+    from ..roi import landmark_model_paths
 
     predictor_path, _ = landmark_model_paths()
     detector = dlib.get_frontal_face_detector()
@@ -211,7 +211,7 @@ one process; rounds alternate the configurations and the median is reported, wit
 
 
 def _cmd_flow(args) -> int:
-    from .flow import bench as flow_bench
+    from ..flow import bench as flow_bench
 
     figures = flow_bench.flow_bench(
         device=args.device, batch_sizes=args.batch_sizes, dtypes=args.dtypes, threads=args.threads,
@@ -227,7 +227,7 @@ def _cmd_flow(args) -> int:
 
 
 def _cmd_read(args) -> int:
-    from .dataset.bench import read_bench
+    from ..dataset.bench import read_bench
 
     figures = read_bench(args.root, args.split, args.clips, args.workers)
     if args.json:
