@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cliforms import Help, add_folder_argument
+from ..cli.forms import Help, add_folder_argument
 from ..config import BuildConfig
 from ..errors import FlowprepError
 

@@ -18,7 +18,7 @@ from flowprep.cli import _parser
 from flowprep.cli import main as cli_main
 from flowprep.errors import FlowprepError
 from flowprep.train import TrainConfig, evaluate, train
-from flowprep.train.cli import config_from_args
+from flowprep.cli.train import config_from_args
 from flowprep.train.pretrained import R3D18_FILE
 from flowprep.train.report import COLUMNS, render, report
 

@@ -21,11 +21,11 @@ import traceback
 from dataclasses import asdict
 from pathlib import Path
 
-from . import __version__
-from .config import BuildConfig, FlowConfig, RoiConfig
-from .cliforms import Help as _Help
-from .cliforms import Parser, add_folder_argument, resolve_folder
-from .errors import EXIT_FATAL, EXIT_OK, FlowprepError
+from .. import __version__
+from ..config import BuildConfig, FlowConfig, RoiConfig
+from .forms import Help as _Help
+from .forms import Parser, add_folder_argument, resolve_folder
+from ..errors import EXIT_FATAL, EXIT_OK, FlowprepError
 
 DESCRIPTION = """\
 Prepare two-stream lipreading data: 112x112 grayscale mouth crops and the optical flow between
@@ -188,10 +188,10 @@ def _parser() -> argparse.ArgumentParser:
     pv.add_argument("--columns", type=int, default=10, help="frames shown per clip")
     pv.set_defaults(func=_cmd_preview)
 
-    from .builder.bench import add_bench_parser
+    from ..builder.bench import add_bench_parser
 
     add_bench_parser(sub, _add_build_options, config_from_args)
-    from .train.cli import add_train_parsers  # train, eval
+    from .train import add_train_parsers  # train, eval
     add_train_parsers(sub)
     return parser
 
@@ -287,7 +287,7 @@ def _names(value: str | None, option: str) -> tuple[str, ...] | None:
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
-    from .builder import build
+    from ..builder import build
 
     cfg = config_from_args(args)
     if os.path.exists(args.out) and not os.path.isdir(args.out):
@@ -327,7 +327,7 @@ def _stdout_for_json_only(active: bool):
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from .shards.verify import verify
+    from ..shards.verify import verify
 
     problems = verify(args.root, checksums=not args.no_checksums)
     for problem in problems:
@@ -339,7 +339,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_stats(args: argparse.Namespace) -> int:
-    from .shards.stats import format_stats, shard_stats
+    from ..shards.stats import format_stats, shard_stats
 
     stats = shard_stats(args.root, allow_incomplete=args.allow_incomplete)
     print(json.dumps(stats, indent=1) if args.json else format_stats(stats))
@@ -347,7 +347,7 @@ def _cmd_stats(args: argparse.Namespace) -> int:
 
 
 def _cmd_preview(args: argparse.Namespace) -> int:
-    from .preview import preview
+    from ..preview import preview
 
     path = preview(args.root, args.out, clip_ids=args.clip, worst=args.worst, columns=args.columns)
     print(f"wrote {path}", file=sys.stderr)

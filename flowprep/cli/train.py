@@ -8,9 +8,9 @@ import json
 import os
 import sys
 
-from ..cliforms import Help as _MeaningfulDefaults
+from .forms import Help as _MeaningfulDefaults
 from ..errors import FlowprepError
-from .config import BACKENDS, FRONTENDS, FUSIONS, TrainConfig
+from ..train.config import BACKENDS, FRONTENDS, FUSIONS, TrainConfig
 
 TRAIN_HELP = """\
 Train a lipreading network on a shard folder. Examples (the seed paper's ablations):
@@ -133,7 +133,7 @@ def add_train_parsers(sub) -> None:
                    help="avsync: EER and AUC of in-sync vs shifted-audio pairs on every window of the split")
     e.set_defaults(func=_cmd_eval)
 
-    from .report import add_report_parser  # `flowprep report RUN...`
+    from ..train.report import add_report_parser  # `flowprep report RUN...`
 
     add_report_parser(sub)
 
@@ -141,7 +141,7 @@ def add_train_parsers(sub) -> None:
     bench = sub.choices.get("bench")
     kinds = [a for a in (bench._actions if bench else []) if isinstance(a, argparse._SubParsersAction)]
     if kinds:
-        from .bench import add_bench_train_parser
+        from ..train.bench import add_bench_train_parser
 
         add_bench_train_parser(kinds[0])
 
@@ -168,7 +168,7 @@ def _device(name: str) -> str:
 
 
 def _train_avsync(args: argparse.Namespace) -> int:
-    from .avsync import AVSyncConfig, evaluate_avsync, train_avsync
+    from ..train.avsync import AVSyncConfig, evaluate_avsync, train_avsync
 
     d = AVSyncConfig()
     cfg = AVSyncConfig(window=args.window, shift_s=args.shift_s, hard_k=args.hard_k, seed=args.seed,
@@ -191,8 +191,8 @@ def _train_avsync(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from . import distributed
-    from .trainer import train, train_on_ray
+    from ..train import distributed
+    from ..train.trainer import train, train_on_ray
 
     if args.task == "avsync":
         return _train_avsync(args)
@@ -224,12 +224,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from .evaluation import evaluate
+    from ..train.evaluation import evaluate
 
     if args.top < 0:
         raise FlowprepError("--top must be 0 or more")
     if args.task == "avsync":
-        from .avsync import evaluate_avsync, trained_on
+        from ..train.avsync import evaluate_avsync, trained_on
 
         result = evaluate_avsync(args.run, shards=args.shards or trained_on(args.run), split=args.split, device=_device(args.device),
                                  out=args.run)
@@ -239,7 +239,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             print(f"{args.run} on {args.split}: {result['pairs']} pairs, AUC {result['auc']:.4f}, "
                   f"EER {result['eer']:.4f}, paired accuracy {result['paired_accuracy']:.4f}")
         return 0
-    from . import distributed
+    from ..train import distributed
 
     try:
         result = evaluate(args.run, args.split, args.checkpoint, args.device, args.batch_size, args.workers,
