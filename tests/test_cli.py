@@ -10,7 +10,6 @@ the path; Ray's workers put that working directory first on their import path.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -258,17 +257,8 @@ def test_a_missing_folder_argument_says_how_to_give_it(capsys):
 
 
 # ---- help --------------------------------------------------------------------------------------
-def _parsers(parser: argparse.ArgumentParser, name: str = "flowprep"):
-    """Every parser of the command, with its command line ("flowprep bench build")."""
-    yield name, parser
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for sub_name, sub in action.choices.items():
-                yield from _parsers(sub, f"{name} {sub_name}")
-
-
 def _help(command: str) -> str:
-    return dict(_parsers(cli._parser()))[command].format_help()
+    return dict(cli.walk(cli.build_parser()))[command].format_help()
 
 
 def _squeezed(text: str) -> str:
@@ -294,14 +284,14 @@ def _example_lines(text: str) -> list[str]:
 
 def test_every_example_printed_by_help_parses():
     examples = []
-    for _, parser in _parsers(cli._parser()):
+    for _, parser in cli.walk(cli.build_parser()):
         examples += _example_lines(parser.format_help())
     examples += _example_lines("\n".join(BuildReport(out_dir="/data/my shards").next_steps()))
     assert len(examples) >= 14  # top level, train, and the build summary's next steps
     for example in examples:
         words = shlex.split(example)[1:]
         try:
-            args = cli._parser().parse_args(words)
+            args = cli.build_parser().parse_args(words)
         except SystemExit as exc:
             raise AssertionError(f"`{example}` does not parse (exit {exc.code})") from None
         assert callable(getattr(args, "func", None)), example

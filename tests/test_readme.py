@@ -106,7 +106,7 @@ def test_quick_command_line_runs(readme_cwd, monkeypatch, argv):
 @pytest.mark.parametrize("argv", command_lines(), ids=" ".join)
 def test_every_command_line_parses(argv):
     """The README's other command lines build or train for minutes; they must at least parse."""
-    from flowprep.cli import _parser
+    from flowprep.cli import build_parser
 
-    args = _parser().parse_args(argv[1:])
+    args = build_parser().parse_args(argv[1:])
     assert callable(args.func)
