@@ -221,7 +221,7 @@ def test_a_bug_is_one_line_naming_its_traceback_log(monkeypatch, tmp_path, capsy
     def broken(args):
         return {}["no such key"]
 
-    monkeypatch.setattr(cli, "_cmd_stats", broken)  # a command with a bug in it
+    monkeypatch.setattr(cli.shards, "run_stats", broken)  # a command with a bug in it
     monkeypatch.setenv(cli.LOG_DIR_ENV, str(tmp_path))
     assert cli.main(["stats", "--shards", str(tmp_path)]) == EXIT_FATAL
     line = _one_line(capsys.readouterr().err)
