@@ -55,7 +55,7 @@ def readme_cwd(tmp_path_factory) -> Path:
 
 def test_readme_has_the_blocks_this_test_runs():
     blocks = python_blocks()
-    assert len(blocks) >= 2 and all("ShardDataset" in b for b in blocks)
+    assert len(blocks) >= 3 and all("ShardDataset" in b for b in blocks)
     quick = [c for c in command_lines() if c[1] in QUICK_COMMANDS]
     assert {c[1] for c in quick} == set(QUICK_COMMANDS), quick
 

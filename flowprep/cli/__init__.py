@@ -18,7 +18,7 @@ import time
 import traceback
 from pathlib import Path
 
-from .. import __version__
+from ..version import __version__
 from ..errors import EXIT_FATAL, EXIT_OK, FlowprepError
 from . import bench, build, shards, train
 from .build import EXIT_HELP, config_from_args

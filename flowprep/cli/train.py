@@ -8,9 +8,9 @@ import json
 import os
 import sys
 
-from .forms import ExamplesHelp
 from ..errors import FlowprepError
 from ..train.config import BACKENDS, FRONTENDS, FUSIONS, TrainConfig
+from .forms import ExamplesHelp
 
 TRAIN_HELP = """\
 Train a lipreading network on a shard folder. Examples (the seed paper's ablations):
