@@ -89,6 +89,17 @@ def test_a_build_from_a_folder_holding_an_empty_flowprep_folder_succeeds(built):
     assert not (built / "failures.jsonl").exists() or not (built / "failures.jsonl").read_text().strip()
 
 
+# ---- bench read on the build (the command's path through cli/bench.py to dataset/bench.py) --------
+def test_bench_read_measures_the_folder(built, capsys):
+    assert cli.main(["bench", "read", "--shards", str(built), "--clips", "4", "--workers", "0", "--json"]) == EXIT_OK
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["clips_read"] == 4 and figures["clips_in_split"] == 2 and figures["workers"] == 0
+    rates = [figures[f"{how}_{mode}_clips_per_s"] for how in ("single", "loader") for mode in ("plain", "transforms")]
+    assert all(rate > 0 for rate in rates), figures
+    assert cli.main(["bench", "read", str(built), "--clips", "2", "--workers", "0"]) == EXIT_OK
+    assert capsys.readouterr().out.startswith("2 random clips of 2:\n  plain ")
+
+
 # ---- messages: one line, exit 2, what to do ------------------------------------------------------
 def test_a_misspelt_command_gets_a_suggestion(capsys):
     with pytest.raises(SystemExit) as exit_:

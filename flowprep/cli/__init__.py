@@ -1,9 +1,13 @@
 """The `flowprep` command: a thin layer over the library (each subcommand calls one function).
 
-Its boundary turns whatever a command raises into the documented exit statuses: a FlowprepError (a
-mistake the message explains) and an OSError (a path, a permission, a full disk) are one line on
-stderr and exit 2; anything else is a bug, told in one line that names a log file holding the
-traceback (``--debug`` prints it instead).
+One module per command group registers its subcommands through ``register(commands)``; COMMANDS lists
+them in help order, and build_parser() assembles them. Command modules import the library and
+``forms.py``, never this module, so the command line has no loop.
+
+main() is the boundary that turns whatever a command raises into the documented exit statuses: a
+FlowprepError (a mistake the message explains) and an OSError (a path, a permission, a full disk) are
+one line on stderr and exit 2; anything else is a bug, told in one line that names a log file holding
+the traceback (``--debug`` prints it instead).
 """
 
 from __future__ import annotations
