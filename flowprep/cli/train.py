@@ -10,6 +10,7 @@ import sys
 
 from ..errors import FlowprepError
 from ..train.config import BACKENDS, FRONTENDS, FUSIONS, TrainConfig
+from ..train.report import add_report_parser
 from .forms import ExamplesHelp
 
 TRAIN_HELP = """\
@@ -33,7 +34,7 @@ def register(commands) -> None:
     """``flowprep train``, ``eval`` and ``report`` (``commands``: the subcommands of ``flowprep``)."""
     d = TrainConfig(shards="", out="")
     t = commands.add_parser("train", help="train a two-stream lipreading network on shards",
-                       description=TRAIN_HELP, formatter_class=ExamplesHelp)
+                            description=TRAIN_HELP, formatter_class=ExamplesHelp)
     t.add_argument("--shards", required=True, help="a shard folder written by `flowprep build`")
     t.add_argument("--out", required=True, help="the run folder (checkpoints, metrics, TensorBoard)")
     t.add_argument("--task", default="lipread", choices=["lipread", "avsync"],
@@ -111,8 +112,8 @@ def register(commands) -> None:
     t.set_defaults(func=run_train)
 
     e = commands.add_parser("eval", help="top-1/top-5 and the most confused words of a trained run",
-                       description="Score a run on a split of its shards; writes eval-SPLIT.json and "
-                                   "confusion-SPLIT.csv into the run.", formatter_class=ExamplesHelp)
+                            description="Score a run on a split of its shards; writes eval-SPLIT.json and "
+                                        "confusion-SPLIT.csv into the run.", formatter_class=ExamplesHelp)
     e.add_argument("--run", "--run-dir", dest="run", required=True,
                    help="a run folder written by `flowprep train` (under torchrun spell it --run-dir: "
                         "torchrun takes --run for its own --run-path)")
@@ -130,9 +131,7 @@ def register(commands) -> None:
                    help="avsync: EER and AUC of in-sync vs shifted-audio pairs on every window of the split")
     e.set_defaults(func=run_eval)
 
-    from ..train.report import add_report_parser  # `flowprep report RUN...`
-
-    add_report_parser(commands)
+    add_report_parser(commands)  # `flowprep report RUN...`: its options live with the report
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
