@@ -306,3 +306,37 @@ def test_every_example_printed_by_help_parses():
         except SystemExit as exc:
             raise AssertionError(f"`{example}` does not parse (exit {exc.code})") from None
         assert callable(getattr(args, "func", None)), example
+
+
+# ---- structure: the command line is the top of the package, and a package with no loop ------------
+def _imports(path: Path) -> set[str]:
+    """Every flowprep module a file imports, at any depth (function-level imports count)."""
+    import ast
+
+    package = list(path.relative_to(REPO).with_suffix("").parts)
+    package = package[:-1]  # the package the file's relative imports start from
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            stem = ".".join(base + ([node.module] if node.module else []))
+            found |= {stem} | {f"{stem}.{a.name}" for a in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+    return {name for name in found if name.startswith("flowprep")}
+
+
+def test_no_module_below_the_command_line_imports_it():
+    below = [p for p in (REPO / "flowprep").rglob("*.py") if "cli" not in p.relative_to(REPO).parts
+             and p.name != "__main__.py"]
+    assert len(below) > 40
+    for path in below:
+        assert not {n for n in _imports(path) if n == "flowprep.cli" or n.startswith("flowprep.cli.")}, path
+
+
+def test_command_modules_register_through_one_hook_and_never_import_the_entry_point():
+    for module in cli.COMMANDS:
+        assert callable(module.register), module
+        path = Path(module.__file__)
+        assert not {n for n in _imports(path) if n == "flowprep.cli"} - {"flowprep.cli.forms"}, path
+        assert "_SubParsersAction" not in path.read_text() and "._actions" not in path.read_text(), path
