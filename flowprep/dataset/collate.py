@@ -7,9 +7,13 @@ from typing import Any
 import torch
 from torch.utils.data import default_collate
 
-TIME_MAJOR = ("gray", "flow", "landmarks", "affine", "boundary", "heatmaps", "audio_mel")
-# Padded on their own axis, with their own lengths: audio samples are not frames.
-OWN_LENGTHS = {"audio": "audio_lengths"}
+from ..shards.schema import own_length_keys, time_major_keys
+
+# What runs along the frames is padded to the longest clip (the schema's frame and pair streams,
+# and the per-frame keys reading and transforms add); per-sample streams (audio) are padded on
+# their own axis, with their own lengths: audio samples are not frames.
+TIME_MAJOR = time_major_keys()
+OWN_LENGTHS = own_length_keys()
 
 
 def pad_collate(batch: list[dict[str, Any]]) -> dict[str, Any]:

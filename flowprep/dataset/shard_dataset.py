@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 from ..errors import FlowprepError
 from ..files import file_sha256
 from ..shards.manifest import Manifest
-from .reader import ShardFile
+from ..shards.reader import ShardFile
 
 
 class ShardDataset(Dataset):
