@@ -66,6 +66,11 @@ class ShardDataset(Dataset):
     def classes(self) -> list[str]:
         return list(self.manifest.classes)
 
+    @property
+    def open_shards(self) -> list[str]:
+        """The shard files this process holds open, least recently read first (at most ``max_open``)."""
+        return list(self._handles)
+
     def __len__(self) -> int:
         return self._len
 

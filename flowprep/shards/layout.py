@@ -2,7 +2,8 @@
 the schema table in schema.py (one row per dataset); in short:
 
     attrs           format_version, flowprep_version, config_fingerprint, roi_size, flow_dtype, flow_scale, ...
-    per clip (N,)   clip_id, split, word, source, path, text, word_times, label, length, fps, boundary, qc/<name>
+    per clip (N,)   clip_id, split, word, source, path, text, word_times, label, length, fps, boundary,
+                    qc/<name>; audio_start (with --audio)
     offsets (N+1,)  offset (frames), flow_offset (pairs), audio_offset (samples, with --audio)
     per frame       gray (sum T, S, S) uint8, landmarks (sum T, 68, 2) float16, affine (sum T, 2, 3) float32
     per pair        flow (sum T-1, 2, S, S) int8|int16|float16, pixels = stored * flow_scale

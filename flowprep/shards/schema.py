@@ -18,11 +18,11 @@ absent from shards built without what makes it (``--audio``) or written before i
 (``text``, ``word_times``): readers find it by name, and old folders keep reading.
 
 Adding a stream is one row here, plus the stage that fills the ``ClipResult`` field of the same
-name (per-clip rows come from the result or its ``ClipRecord``); the writer stores it, the reader serves it (``ShardFile.clip(i, streams=...)``), verify
-checks its shape and dtype, and collation pads it along time. A new row needs no new
-``format_version``: readers that predate it ignore it.
+name (per-clip rows come from the result or its ``ClipRecord``): the writer stores it, the reader
+serves it (``ShardFile.clip(i, streams=...)``), verify checks its shape and dtype, and collation
+pads it along time. A new row needs no new ``format_version``: readers that predate it ignore it.
 
-The file attributes are in ``ATTRS``; the README's "Shard format" section is this table.
+The file attributes are in ``ATTRS``; the README's "Shard layout" section shows this table.
 """
 
 from __future__ import annotations

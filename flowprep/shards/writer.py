@@ -178,7 +178,8 @@ def _per_clip(row: Row, results: list[ClipResult]) -> np.ndarray | None:
     if values is None:
         return None
     if row.dtype == "str":  # structured values (word timings) are stored as JSON
-        return np.array([v if isinstance(v, str) else json.dumps([list(w) for w in v]) for v in values], dtype=object)
+        return np.array([v if isinstance(v, str) else json.dumps([list(w) for w in v]) if v else "" for v in values],
+                        dtype=object)
     return np.array(values, row.dtype).reshape((len(values),) + row.shape_for(0))
 
 

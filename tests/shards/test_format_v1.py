@@ -80,3 +80,25 @@ def test_a_model_trains_on_the_old_folder(old_folder, tmp_path):
     assert math.isfinite(summary["step_losses"][0]) and summary["step_losses"][0] > 0
     assert summary["val_top1"] in (0.0, 1.0)  # the one val clip was evaluated
     assert (tmp_path / "run" / "last.pt").is_file()
+
+
+def test_the_writer_still_writes_what_the_old_one_wrote(tmp_path):
+    """Same datasets, dtypes and ranks as the old writer's shard (with audio); attributes alike."""
+    import h5py
+
+    from tests.shards.test_audio_shards import _folder, _with_audio
+
+    def layout_of(path: Path) -> tuple[dict, set]:
+        found: dict = {}
+        with h5py.File(path, "r") as f:
+            f.visititems(lambda name, obj: found.__setitem__(
+                name, (obj.dtype.kind if h5py.check_string_dtype(obj.dtype) else str(obj.dtype), obj.ndim)
+                if isinstance(obj, h5py.Dataset) else "group") if not name.startswith("qc/") else None)
+            return found, set(f.attrs)
+
+    _folder(tmp_path, [[_with_audio(0, 12, np.random.default_rng(0))]], audio=True)
+    old, old_attrs = layout_of(FIXTURE / "train-00000.h5")
+    new, new_attrs = layout_of(tmp_path / "train-00000.h5")
+    assert new == old
+    # the build passes flow_backend, and the old writer set the rest itself
+    assert new_attrs | {"flow_backend"} == old_attrs
