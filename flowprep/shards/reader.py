@@ -14,7 +14,8 @@ import numpy as np
 
 from ..errors import FlowprepError
 from .layout import FORMAT_VERSION
-from .schema import CLIP, FRAME, GROUP, INDEX, PAIR, ROWS, SAMPLE, STREAMS, rows
+from .schema import CLIP, FRAME, GROUP, INDEX, PAIR, SAMPLE, row, rows
+from .schema import streams as stored_streams
 
 # per-clip fields a sample carries, beside its streams (the others stay in ``meta``)
 SAMPLE_FIELDS = ("clip_id", "word", "label", "split", "fps", "text", "word_times")
@@ -39,15 +40,15 @@ class ShardFile:
         try:
             self.meta: dict[str, np.ndarray] = {}  # every per-clip row the shard has
             self.offsets: dict[str, np.ndarray] = {}  # unit (frame, pair, sample) -> its (N+1,) offsets
-            for row in rows((CLIP, INDEX)):
-                if row.optional and row.name not in self.h5:
+            for r in rows((CLIP, INDEX)):
+                if r.optional and r.name not in self.h5:
                     continue
-                ds = self.h5[row.name]
-                value = ds.asstr()[()] if row.dtype == "str" else ds[()]
-                if row.per == INDEX:
-                    self.offsets[row.indexes] = value
+                ds = self.h5[r.name]
+                value = ds.asstr()[()] if r.dtype == "str" else ds[()]
+                if r.per == INDEX:
+                    self.offsets[r.indexes] = value
                 else:
-                    self.meta[row.name] = value
+                    self.meta[r.name] = value
             self.qc = {k: v[()] for k, v in self.h5[rows(GROUP)[0].name].items()}
         except (OSError, KeyError, ValueError) as exc:
             self.h5.close()
@@ -92,17 +93,18 @@ class ShardFile:
         sample: dict[str, Any] = {}
         for key in SAMPLE_FIELDS:
             if key in self.meta:  # text and word_times: shards from before them have neither
-                sample[key] = _plain(self.meta[key][i], ROWS[key].dtype)
+                sample[key] = _plain(self.meta[key][i], row(key).dtype)
         sample["boundary"] = self.boundary_mask(i)
         sample["qc"] = {k: float(v[i]) for k, v in self.qc.items()}
+        known = stored_streams()
         for name in streams:
-            if name not in STREAMS:
-                raise FlowprepError(f"unknown stream {name!r}; shards hold {', '.join(STREAMS)}")
+            if name not in known:
+                raise FlowprepError(f"unknown stream {name!r}; shards hold {', '.join(known)}")
             try:
                 if name == "audio":
                     sample["audio"], sample["audio_rate"] = self.audio(i), self.audio_rate
                     continue
-                unit = self.offsets[ROWS[name].per]
+                unit = self.offsets[row(name).per]
                 data = self.h5[name][int(unit[i]):int(unit[i + 1])]
                 if name == "flow":
                     sample["flow"] = _flow_as(data, self.flow_scale, flow_dtype)

@@ -88,9 +88,6 @@ SCHEMA: tuple[Row, ...] = (
         doc="mono PCM at audio_rate; frame t covers samples [start + t*rate/fps, start + (t+1)*rate/fps) (--audio)"),
 )
 
-ROWS = {row.name: row for row in SCHEMA}
-STREAMS = tuple(row.name for row in SCHEMA if row.per in TIME_UNITS)  # what ShardFile.clip can read
-OFFSETS = {row.indexes: row.name for row in SCHEMA if row.per == INDEX}  # unit -> its offsets dataset
 
 # Keys a read sample carries, beyond the stored streams, that run along the frames: padded with them.
 SAMPLE_FRAME_KEYS = (
@@ -115,20 +112,40 @@ ATTRS = (
 )
 
 
-def rows(per: str | tuple[str, ...]) -> tuple[Row, ...]:
-    """The rows with one entry per ``per`` (a unit or several), in table order."""
+# Everything below reads SCHEMA when called, so that the table is the only thing to change.
+
+def rows(per: str | tuple[str, ...] | None = None) -> tuple[Row, ...]:
+    """The rows with one entry per ``per`` (a unit or several; None: all), in table order."""
     wanted = (per,) if isinstance(per, str) else per
-    return tuple(row for row in SCHEMA if row.per in wanted)
+    return tuple(row for row in SCHEMA if wanted is None or row.per in wanted)
+
+
+def row(name: str) -> Row:
+    """The row of dataset ``name`` (KeyError when the table has none)."""
+    for r in SCHEMA:
+        if r.name == name:
+            return r
+    raise KeyError(name)
+
+
+def streams() -> tuple[str, ...]:
+    """The time-major datasets: what ``ShardFile.clip`` can read."""
+    return tuple(r.name for r in rows(TIME_UNITS))
+
+
+def offsets_name(unit: str) -> str:
+    """The (N+1,) offsets dataset of a unit (frame, pair, sample)."""
+    return next(r.name for r in rows(INDEX) if r.indexes == unit)
 
 
 def time_major_keys() -> tuple[str, ...]:
     """Sample keys that run along a clip's frames (frame and pair streams, and SAMPLE_FRAME_KEYS)."""
-    return tuple(row.name for row in rows((FRAME, PAIR))) + SAMPLE_FRAME_KEYS
+    return tuple(r.name for r in rows((FRAME, PAIR))) + SAMPLE_FRAME_KEYS
 
 
 def own_length_keys() -> dict[str, str]:
     """Sample keys on their own time axis (audio samples are not frames) -> the key of their lengths."""
-    return {row.name: f"{row.name}_lengths" for row in rows(SAMPLE)}
+    return {r.name: f"{r.name}_lengths" for r in rows(SAMPLE)}
 
 
 def markdown_table() -> str:

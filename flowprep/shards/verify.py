@@ -15,10 +15,8 @@ from ..files import TMP_SUFFIX, file_sha256
 from .layout import FAILURES_NAME, MANIFEST_NAME, SHARD_SUFFIX
 from .lock import LOCK_NAME
 from .manifest import Manifest
-from .schema import FRAME, OFFSETS, PAIR, SAMPLE, SCHEMA, rows
+from .schema import FRAME, PAIR, SAMPLE, offsets_name, rows
 
-# the rows a build with --audio adds: its samples, their offsets, where each clip's frame 0 starts
-AUDIO_DATASETS = (OFFSETS[SAMPLE], "audio_start") + tuple(row.name for row in rows(SAMPLE))
 
 RERUN = "rerun the same `flowprep build` command"
 
@@ -83,13 +81,13 @@ def _check_contents(path: Path, entry, manifest: Manifest) -> list[str]:
         size = int(f.attrs.get("roi_size", -1))
         if f.attrs.get("config_fingerprint") != manifest.config_fingerprint:
             out.append("written with another config fingerprint than the manifest's")
-        out += [f"dataset {row.name!r} missing" for row in SCHEMA if not row.optional and row.name not in f]
+        out += [f"dataset {r.name!r} missing" for r in rows() if not r.optional and r.name not in f]
         if out:
             return out
         if len(f["clip_id"]) != n or len(f["label"]) != n:
             out.append(f"{len(f['clip_id'])} clips, the manifest says {n}")
         length = f["length"][()]
-        offset, flow_offset = f[OFFSETS[FRAME]][()], f[OFFSETS[PAIR]][()]
+        offset, flow_offset = f[offsets_name(FRAME)][()], f[offsets_name(PAIR)][()]
         if len(offset) != n + 1 or offset[0] != 0 or np.any(np.diff(offset) != length):
             out.append("offsets do not match clip lengths")
         if len(flow_offset) != n + 1 or np.any(np.diff(flow_offset) != np.maximum(length - 1, 0)):
@@ -99,15 +97,17 @@ def _check_contents(path: Path, entry, manifest: Manifest) -> list[str]:
             out.append(f"{frames} frames, the manifest says {entry.frames}")
         # shapes follow the manifest's count, so damaged offsets cannot hide damaged data
         leading = {FRAME: entry.frames, PAIR: entry.frames - n}
-        for row in rows((FRAME, PAIR)):
-            ds = f[row.name]
-            shape = (leading[row.per],) + row.shape_for(size)
+        for r in rows((FRAME, PAIR)):
+            if r.optional and r.name not in f:
+                continue
+            ds = f[r.name]
+            shape = (leading[r.per],) + r.shape_for(size)
             if ds.shape != shape:
-                out.append(f"{row.name} has shape {ds.shape}, expected {shape}")
-            if str(ds.dtype) not in row.dtypes:
-                out.append(f"{row.name} has dtype {ds.dtype}, expected {' or '.join(sorted(row.dtypes))}")
+                out.append(f"{r.name} has shape {ds.shape}, expected {shape}")
+            if str(ds.dtype) not in r.dtypes:
+                out.append(f"{r.name} has dtype {ds.dtype}, expected {' or '.join(sorted(r.dtypes))}")
             elif ds.dtype.kind == "f" and not _all_finite(ds):
-                out.append(f"{row.name} holds NaN or inf")
+                out.append(f"{r.name} holds NaN or inf")
         out += _check_audio(f, entry, manifest, length)
     except (OSError, KeyError, ValueError) as exc:
         out.append(f"unreadable: {exc}")
@@ -119,11 +119,12 @@ def _check_contents(path: Path, entry, manifest: Manifest) -> list[str]:
 def _check_audio(f, entry, manifest: Manifest, length: np.ndarray) -> list[str]:
     """The audio datasets of a build with --audio: present, consistent offsets, one rate, the samples
     of every clip's frames (round(T * rate / fps) from frame 0)."""
-    present = [k for k in AUDIO_DATASETS if k in f]
+    audio_datasets = _audio_datasets()
+    present = [k for k in audio_datasets if k in f]
     wanted = bool(manifest.config.get("audio"))
     if not present:
         return ["dataset 'audio' missing (the build asked for --audio)"] if wanted and entry.clips else []
-    out = [f"dataset {k!r} missing" for k in AUDIO_DATASETS if k not in f]
+    out = [f"dataset {k!r} missing" for k in audio_datasets if k not in f]
     if out:
         return out
     if not wanted:
@@ -150,6 +151,11 @@ def _check_audio(f, entry, manifest: Manifest, length: np.ndarray) -> list[str]:
                    f"(first: {clip_ids[bad[0]]}, {int(offset[bad[0] + 1] - offset[bad[0]] - start[bad[0]])} samples "
                    f"for {int(length[bad[0]])} frames)")
     return out
+
+
+def _audio_datasets() -> tuple[str, ...]:
+    """The rows a build with --audio adds: its samples, their offsets, where each clip's frame 0 starts."""
+    return (offsets_name(SAMPLE), "audio_start") + tuple(r.name for r in rows(SAMPLE))
 
 
 def _all_finite(ds, step: int = 4096) -> bool:

@@ -27,7 +27,7 @@ from ..files import AtomicFile, file_sha256
 from .layout import FORMAT_VERSION, compression_options
 from .manifest import ShardEntry
 from .records import ClipFailure, ClipResult
-from .schema import CLIP, FRAME, GROUP, INDEX, PAIR, ROWS, SAMPLE, TIME_UNITS, Row, rows
+from .schema import CLIP, FRAME, GROUP, INDEX, PAIR, SAMPLE, TIME_UNITS, Row, row, rows
 
 
 @dataclass
@@ -116,38 +116,39 @@ def _write_h5(path: Path, split: str, results: list[ClipResult], attrs: dict, co
     size = int(attrs["roi_size"])
     streams: dict[str, list[np.ndarray]] = {}
     units: dict[str, np.ndarray] = {}  # unit -> rows per clip
-    for row in rows(TIME_UNITS):
-        arrays = _present(row, [getattr(r, row.name, None) for r in results], results)
+    for stream in rows(TIME_UNITS):
+        arrays = _present(stream, [getattr(r, stream.name, None) for r in results], results)
         if arrays is None:
             continue
         counts = np.array([len(a) for a in arrays], np.int64)
-        expected = units.get(row.per, _unit_rows(row.per, results))
+        expected = units.get(stream.per, _unit_rows(stream.per, results))
         bad = np.flatnonzero(counts != expected) if expected is not None else []
         if len(bad):
-            raise ValueError(f"{row.name} of clip {results[bad[0]].record.clip_id} has {counts[bad[0]]} rows, "
-                             f"expected {expected[bad[0]]} (one per {row.per})")
-        streams[row.name], units[row.per] = arrays, counts
+            raise ValueError(f"{stream.name} of clip {results[bad[0]].record.clip_id} has {counts[bad[0]]} rows, "
+                             f"expected {expected[bad[0]]} (one per {stream.per})")
+        streams[stream.name], units[stream.per] = arrays, counts
     with h5py.File(path, "w", libver="latest") as f:
         f.attrs.update({"format_version": FORMAT_VERSION, "flowprep_version": __version__, "split": split, **attrs})
         if SAMPLE in units:
             f.attrs.update(_audio_attrs(results))
-        for row in rows((CLIP, INDEX, GROUP)):
-            if row.per == INDEX:
-                if row.indexes in units:
-                    offsets = np.concatenate([[0], np.cumsum(units[row.indexes])]).astype(np.int64)
-                    f.create_dataset(row.name, data=offsets)
-            elif row.per == GROUP:
-                group = f.create_group(row.name)
+        for field_ in rows((CLIP, INDEX, GROUP)):
+            if field_.per == INDEX:
+                if field_.indexes in units:
+                    offsets = np.concatenate([[0], np.cumsum(units[field_.indexes])]).astype(np.int64)
+                    f.create_dataset(field_.name, data=offsets)
+            elif field_.per == GROUP:
+                group = f.create_group(field_.name)
                 for key in sorted({k for r in results for k, v in r.qc.items() if _is_number(v)}):
-                    group.create_dataset(key, data=np.array([float(r.qc.get(key, np.nan)) for r in results],
-                                                            row.dtype))
+                    values = np.array([float(r.qc.get(key, np.nan)) for r in results], field_.dtype)
+                    group.create_dataset(key, data=values)
             else:
-                data = _per_clip(row, results)
+                data = _per_clip(field_, results)
                 if data is not None:
-                    f.create_dataset(row.name, data=data, dtype=h5py.string_dtype() if row.dtype == "str" else None)
+                    str_dtype = h5py.string_dtype() if field_.dtype == "str" else None
+                    f.create_dataset(field_.name, data=data, dtype=str_dtype)
         for name, arrays in streams.items():
-            row = ROWS[name]
-            _stack(f, name, arrays, _stored_dtype(row, attrs), row.shape_for(size), comp)
+            stream = row(name)
+            _stack(f, name, arrays, _stored_dtype(stream, attrs), stream.shape_for(size), comp)
 
 
 def _unit_rows(unit: str, results: list[ClipResult]) -> np.ndarray | None:
@@ -196,7 +197,7 @@ def _audio_attrs(results: list[ClipResult]) -> dict:
     rates = {int(r.audio_rate) for r in results}
     if len(rates) != 1 or rates == {0}:
         raise ValueError(f"clips of one shard carry audio at different or unknown rates: {sorted(rates)}")
-    return {"audio_rate": rates.pop(), "audio_dtype": ROWS["audio"].dtype}
+    return {"audio_rate": rates.pop(), "audio_dtype": row("audio").dtype}
 
 
 def _stack(f: h5py.File, name: str, arrays: list[np.ndarray], dtype: np.dtype, trailing: tuple, comp: dict) -> None:

@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-from flowprep.dataset import pad_collate
+from flowprep.dataset import ShardDataset, ShardFile, pad_collate
 from flowprep.files import file_sha256
-from flowprep.shards import Manifest, layout
-from flowprep.shards.schema import (ATTRS, CLIP, FRAME, GROUP, INDEX, PAIR, SAMPLE, SCHEMA, markdown_table,
+from flowprep.shards import Manifest, layout, schema
+from flowprep.shards.schema import (ATTRS, CLIP, FRAME, GROUP, INDEX, PAIR, SAMPLE, SCHEMA, Row, markdown_table,
                                     own_length_keys, rows, time_major_keys)
 from flowprep.shards.verify import verify
 from tests.shards.test_audio_shards import _folder, _with_audio
+from tests.shards.test_writer import _result
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 ROI = 16  # tests.shards.test_writer's crops
@@ -60,10 +61,7 @@ def test_verify_checks_every_stream_of_the_table(tmp_path, name):
         data = f[name][()].astype(np.float64)
         del f[name]
         f[name] = data
-    m = Manifest.load(tmp_path)
-    entry = m.entry("train-00000.h5")
-    entry.bytes, entry.sha256 = path.stat().st_size, file_sha256(path)
-    m.save(tmp_path)
+    _reregister(tmp_path, "train-00000.h5")
     assert verify(tmp_path) == [f"train-00000.h5: {name} has dtype float64, expected "
                                 f"{' or '.join(sorted(next(r.dtypes for r in SCHEMA if r.name == name)))}"]
 
@@ -84,3 +82,38 @@ def test_padding_follows_the_table():
         assert batch[key].shape == (2, 50) and batch[lengths].tolist() == [30, 50]
     assert {"gray", "flow", "landmarks", "affine", "boundary"} <= set(time_major_keys())
     assert own_length_keys() == {"audio": "audio_lengths"}
+
+
+def _reregister(root: Path, name: str) -> None:
+    """Make the manifest describe a shard rewritten in place (so only its contents can tell)."""
+    m = Manifest.load(root)
+    entry = m.entry(name)
+    entry.bytes, entry.sha256 = (root / name).stat().st_size, file_sha256(root / name)
+    m.save(root)
+
+
+def test_a_new_stream_is_one_row_and_its_producer(tmp_path, monkeypatch):
+    """A per-frame stream the table does not have: one row, and a producer that sets the clip
+    result's field of that name. The writer stores it, the reader serves it, verify checks it and
+    padding pads it, with no other change."""
+    monkeypatch.setattr(schema, "SCHEMA", SCHEMA + (Row("mouth_open", ("float16",), FRAME, producer="a test"),))
+    rng = np.random.default_rng(2)
+    results = [_result(0, 5, rng), _result(1, 8, rng)]
+    for r in results:  # the producer
+        r.mouth_open = rng.uniform(0, 1, r.num_frames).astype(np.float32)
+    _folder(tmp_path, [results], audio=False)
+    with ShardFile(tmp_path / "train-00000.h5") as shard:
+        clip = shard.clip(1, ("gray", "mouth_open"))
+    assert clip["mouth_open"].dtype == np.float16
+    np.testing.assert_allclose(clip["mouth_open"], results[1].mouth_open, atol=1e-3)
+    assert verify(tmp_path) == []
+    ds = ShardDataset(tmp_path, streams=("gray", "mouth_open"))
+    batch = pad_collate([ds[0], ds[1]])
+    assert batch["mouth_open"].shape == (2, 8) and not batch["mouth_open"][0, 5:].any()
+    del ds  # closes its handle
+    with h5py.File(tmp_path / "train-00000.h5", "a") as f:
+        data = f["mouth_open"][:-1]
+        del f["mouth_open"]
+        f["mouth_open"] = data
+    _reregister(tmp_path, "train-00000.h5")
+    assert verify(tmp_path) == ["train-00000.h5: mouth_open has shape (12,), expected (13,)"]
