@@ -15,7 +15,7 @@ import cv2
 import flow_vis
 import numpy as np
 
-from .dataset.reader import ShardFile
+from .shards.reader import ShardFile
 from .errors import FlowprepError
 from .shards.manifest import Manifest
 

@@ -7,18 +7,18 @@ from typing import Any
 import torch
 from torch.utils.data import default_collate
 
-TIME_MAJOR = ("gray", "flow", "landmarks", "affine", "boundary", "heatmaps", "audio_mel")
-# Padded on their own axis, with their own lengths: audio samples are not frames.
-OWN_LENGTHS = {"audio": "audio_lengths"}
+from ..shards.schema import own_length_keys, time_major_keys
 
 
 def pad_collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
     """Collate samples of any length: time-major tensors are zero-padded to the longest clip, and
     ``lengths`` holds each clip's frame count (flow has one frame fewer per clip). ``audio`` (samples)
-    is zero-padded to the longest clip's audio, with ``audio_lengths``."""
+    is zero-padded to the longest clip's audio, with ``audio_lengths``. Which keys are which comes
+    from the shard schema (flowprep.shards.schema): frame and pair streams, and the per-frame keys
+    that reading and transforms add, run along the frames; per-sample streams have their own axis."""
     lengths = torch.tensor([len(s["gray"] if "gray" in s else s["boundary"]) for s in batch])
     own = {}
-    for key, length_key in OWN_LENGTHS.items():
+    for key, length_key in own_length_keys().items():
         if key in batch[0] and isinstance(batch[0][key], torch.Tensor):
             values = [s[key] for s in batch]
             own[key] = _pad(values)
@@ -30,9 +30,10 @@ def pad_collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
         out.update(own)
         return out
     out: dict[str, Any] = {"lengths": lengths}
+    time_major = time_major_keys()
     for key in batch[0]:
         values = [s[key] for s in batch]
-        if key in TIME_MAJOR and isinstance(values[0], torch.Tensor):
+        if key in time_major and isinstance(values[0], torch.Tensor):
             out[key] = _pad(values)
         else:
             out[key] = default_collate(values)

@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 from ..errors import FlowprepError
 from ..files import file_sha256
 from ..shards.manifest import Manifest
-from .reader import ShardFile
+from ..shards.reader import ShardFile
 
 
 class ShardDataset(Dataset):
@@ -65,6 +65,11 @@ class ShardDataset(Dataset):
     @property
     def classes(self) -> list[str]:
         return list(self.manifest.classes)
+
+    @property
+    def open_shards(self) -> list[str]:
+        """The shard files this process holds open, least recently read first (at most ``max_open``)."""
+        return list(self._handles)
 
     def __len__(self) -> int:
         return self._len

@@ -1,8 +1,11 @@
-"""HDF5 shards: the on-disk format, the atomic writer, the manifest and the failure ledger."""
+"""HDF5 shards: the on-disk format (schema.py, one table), the atomic writer and the reader, the
+manifest and the failure ledger."""
 
 from .layout import FORMAT_VERSION, shard_name
 from .manifest import Manifest, ShardEntry
+from .reader import ShardFile
 from .records import ClipFailure, ClipResult
+from .schema import SCHEMA
 from .writer import ShardSummary, write_shard
 
 __all__ = [
@@ -10,7 +13,9 @@ __all__ = [
     "ClipFailure",
     "ClipResult",
     "Manifest",
+    "SCHEMA",
     "ShardEntry",
+    "ShardFile",
     "ShardSummary",
     "shard_name",
     "write_shard",

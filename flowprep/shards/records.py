@@ -28,6 +28,15 @@ class ClipResult:
     def num_frames(self) -> int:
         return int(self.gray.shape[0])
 
+    @property
+    def length(self) -> int:  # the schema's name for it
+        return self.num_frames
+
+    @property
+    def audio_start(self) -> int | None:
+        """Where frame 0 starts in ``audio``: sample 0, as decode_audio aligns it; None without audio."""
+        return None if self.audio is None else 0
+
 
 @dataclass
 class ClipFailure:

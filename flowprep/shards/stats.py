@@ -14,6 +14,7 @@ import numpy as np
 
 from ..errors import FlowprepError
 from .manifest import Manifest
+from .reader import ShardFile
 
 QC_SHOWN = ("detection_rate", "frames_interpolated", "jitter_px", "flow_mag_mean", "flow_mag_p99", "flow_saturated")
 PERCENTILES = (1, 5, 50, 95, 99)
@@ -28,9 +29,6 @@ def shard_stats(root: str | Path, allow_incomplete: bool = False) -> dict:
     """Counts per split and label, frames, QC distributions and bytes per clip of the folder ``root``.
     A folder whose build did not finish is refused unless ``allow_incomplete``: its figures would
     describe a part of the data as if it were all of it."""
-    import h5py
-    import hdf5plugin  # noqa: F401
-
     root = Path(root)
     manifest = Manifest.load(root)
     if not allow_incomplete:
@@ -40,15 +38,15 @@ def shard_stats(root: str | Path, allow_incomplete: bool = False) -> dict:
     lengths: dict[str, list[tuple[int, str]]] = {}
     for entry in manifest.shards:
         try:
-            with h5py.File(root / entry.name, "r") as f:
-                words = f["word"].asstr()[()]
-                classes = [w if label >= 0 and w else UNLABELLED for w, label in zip(words.tolist(), f["label"][()])]
+            with ShardFile(root / entry.name) as shard:
+                meta = shard.meta
+                classes = [w if label >= 0 and w else UNLABELLED
+                           for w, label in zip(meta["word"].tolist(), meta["label"].tolist())]
                 labels.setdefault(entry.split, Counter()).update(classes)
-                lengths.setdefault(entry.split, []).extend(
-                    zip(f["length"][()].tolist(), f["clip_id"].asstr()[()].tolist()))
-                for key, ds in f["qc"].items():
-                    qc.setdefault(key, []).append(ds[()])
-        except (OSError, KeyError, ValueError) as exc:
+                lengths.setdefault(entry.split, []).extend(zip(meta["length"].tolist(), meta["clip_id"].tolist()))
+                for key, values in shard.qc.items():
+                    qc.setdefault(key, []).append(values)
+        except (FlowprepError, OSError, KeyError, ValueError) as exc:
             path = root / entry.name
             why = "No such file or directory" if not path.exists() else f"cannot be read ({exc})"
             raise FlowprepError(f"{path}: {why}; `flowprep verify --shards DIR` lists every problem of the folder, "
@@ -74,7 +72,7 @@ def shard_stats(root: str | Path, allow_incomplete: bool = False) -> dict:
         # splits whose every clip failed have no lengths or classes to show
         "clip_frames": {s: _length_distribution(v) for s, v in sorted(lengths.items()) if v},
         "short_clips": {s: _short_clips(v) for s, v in sorted(lengths.items()) if v},
-        "class_balance": {s: _class_balance(c) for s, c in sorted(labels.items()) if c},
+        "class_balance": {s: class_balance(c) for s, c in sorted(labels.items()) if c},
         "qc": dist,
         "flow_backend": manifest.flow_backend.get("name"),
     }
@@ -94,7 +92,7 @@ def _short_clips(clips: list[tuple[int, str]]) -> dict:
             "clips": [{"clip_id": cid, "frames": n} for n, cid in below[:SHORT_LISTED]]}
 
 
-def _class_balance(counts: Counter) -> dict:
+def class_balance(counts: Counter) -> dict:
     """The classes with the fewest and the most clips (ties broken by name)."""
     fewest = sorted(counts.items(), key=lambda kv: (kv[1], kv[0]))
     most = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))

@@ -11,16 +11,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import FlowprepError
 from ..files import TMP_SUFFIX, file_sha256
-from .layout import AUDIO_DATASETS, FAILURES_NAME, MANIFEST_NAME, SHARD_SUFFIX
+from .layout import FAILURES_NAME, MANIFEST_NAME, SHARD_SUFFIX
 from .lock import LOCK_NAME
 from .manifest import Manifest
+from .schema import FRAME, PAIR, SAMPLE, offsets_name, rows
+
 
 RERUN = "rerun the same `flowprep build` command"
-
-FLOW_DTYPES = {"int8", "int16", "float16"}
-
 
 def verify(root: str | Path, checksums: bool = True) -> list[str]:
     """Problems found in the shard folder ``root`` (empty list: all good)."""
@@ -68,6 +66,8 @@ def verify(root: str | Path, checksums: bool = True) -> list[str]:
 
 
 def _check_contents(path: Path, entry, manifest: Manifest) -> list[str]:
+    """Every row of the schema: present unless optional, one entry per clip, offsets that agree with
+    the clip lengths, time-major streams of the shape and dtype the schema gives, floats finite."""
     import h5py
     import hdf5plugin  # noqa: F401
 
@@ -81,14 +81,13 @@ def _check_contents(path: Path, entry, manifest: Manifest) -> list[str]:
         size = int(f.attrs.get("roi_size", -1))
         if f.attrs.get("config_fingerprint") != manifest.config_fingerprint:
             out.append("written with another config fingerprint than the manifest's")
-        for key in ("clip_id", "label", "length", "offset", "flow_offset", "gray", "flow", "landmarks", "affine"):
-            if key not in f:
-                out.append(f"dataset {key!r} missing")
+        out += [f"dataset {r.name!r} missing" for r in rows() if not r.optional and r.name not in f]
         if out:
             return out
         if len(f["clip_id"]) != n or len(f["label"]) != n:
             out.append(f"{len(f['clip_id'])} clips, the manifest says {n}")
-        offset, flow_offset, length = f["offset"][()], f["flow_offset"][()], f["length"][()]
+        length = f["length"][()]
+        offset, flow_offset = f[offsets_name(FRAME)][()], f[offsets_name(PAIR)][()]
         if len(offset) != n + 1 or offset[0] != 0 or np.any(np.diff(offset) != length):
             out.append("offsets do not match clip lengths")
         if len(flow_offset) != n + 1 or np.any(np.diff(flow_offset) != np.maximum(length - 1, 0)):
@@ -97,22 +96,18 @@ def _check_contents(path: Path, entry, manifest: Manifest) -> list[str]:
         if frames != entry.frames:
             out.append(f"{frames} frames, the manifest says {entry.frames}")
         # shapes follow the manifest's count, so damaged offsets cannot hide damaged data
-        rows = entry.frames
-        expect = {
-            "gray": ((rows, size, size), {"uint8"}),
-            "landmarks": ((rows, 68, 2), {"float16"}),
-            "affine": ((rows, 2, 3), {"float32"}),
-            "flow": ((rows - n, 2, size, size), FLOW_DTYPES),
-        }
-        for key, (shape, dtypes) in expect.items():
-            ds = f[key]
+        leading = {FRAME: entry.frames, PAIR: entry.frames - n}
+        for r in rows((FRAME, PAIR)):
+            if r.optional and r.name not in f:
+                continue
+            ds = f[r.name]
+            shape = (leading[r.per],) + r.shape_for(size)
             if ds.shape != shape:
-                out.append(f"{key} has shape {ds.shape}, expected {shape}")
-            if str(ds.dtype) not in dtypes:
-                out.append(f"{key} has dtype {ds.dtype}, expected {' or '.join(sorted(dtypes))}")
-        for key in ("flow", "landmarks", "affine"):
-            if f[key].dtype.kind == "f" and not _all_finite(f[key]):
-                out.append(f"{key} holds NaN or inf")
+                out.append(f"{r.name} has shape {ds.shape}, expected {shape}")
+            if str(ds.dtype) not in r.dtypes:
+                out.append(f"{r.name} has dtype {ds.dtype}, expected {' or '.join(sorted(r.dtypes))}")
+            elif ds.dtype.kind == "f" and not _all_finite(ds):
+                out.append(f"{r.name} holds NaN or inf")
         out += _check_audio(f, entry, manifest, length)
     except (OSError, KeyError, ValueError) as exc:
         out.append(f"unreadable: {exc}")
@@ -124,11 +119,12 @@ def _check_contents(path: Path, entry, manifest: Manifest) -> list[str]:
 def _check_audio(f, entry, manifest: Manifest, length: np.ndarray) -> list[str]:
     """The audio datasets of a build with --audio: present, consistent offsets, one rate, the samples
     of every clip's frames (round(T * rate / fps) from frame 0)."""
-    present = [k for k in AUDIO_DATASETS if k in f]
+    audio_datasets = _audio_datasets()
+    present = [k for k in audio_datasets if k in f]
     wanted = bool(manifest.config.get("audio"))
     if not present:
         return ["dataset 'audio' missing (the build asked for --audio)"] if wanted and entry.clips else []
-    out = [f"dataset {k!r} missing" for k in AUDIO_DATASETS if k not in f]
+    out = [f"dataset {k!r} missing" for k in audio_datasets if k not in f]
     if out:
         return out
     if not wanted:
@@ -157,12 +153,10 @@ def _check_audio(f, entry, manifest: Manifest, length: np.ndarray) -> list[str]:
     return out
 
 
-def _all_finite(ds, rows: int = 4096) -> bool:
-    return all(np.isfinite(ds[i:i + rows]).all() for i in range(0, ds.shape[0], rows))
+def _audio_datasets() -> tuple[str, ...]:
+    """The rows a build with --audio adds: its samples, their offsets, where each clip's frame 0 starts."""
+    return (offsets_name(SAMPLE), "audio_start") + tuple(r.name for r in rows(SAMPLE))
 
 
-
-def verify_or_raise(root: str | Path) -> None:
-    problems = verify(root)
-    if problems:
-        raise FlowprepError(f"{root}: {len(problems)} problem(s):\n  " + "\n  ".join(problems))
+def _all_finite(ds, step: int = 4096) -> bool:
+    return all(np.isfinite(ds[i:i + step]).all() for i in range(0, ds.shape[0], step))

@@ -27,6 +27,7 @@ from ..files import AtomicFile, file_sha256
 from .layout import FORMAT_VERSION, compression_options
 from .manifest import ShardEntry
 from .records import ClipFailure, ClipResult
+from .schema import CLIP, FRAME, GROUP, INDEX, PAIR, SAMPLE, TIME_UNITS, Row, row, rows
 
 
 @dataclass
@@ -110,80 +111,109 @@ class _Stored:
 
 
 def _write_h5(path: Path, split: str, results: list[ClipResult], attrs: dict, comp: dict) -> None:
-    lengths = np.array([r.num_frames for r in results], np.int64)
-    offset = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    flow_lengths = np.maximum(lengths - 1, 0)
-    flow_offset = np.concatenate([[0], np.cumsum(flow_lengths)]).astype(np.int64)
-    str_dt = h5py.string_dtype()
+    """Every row of the schema the clips have. Streams come first: they decide which units (frame,
+    pair, sample) the shard holds, hence its offsets; then the per-clip rows and the qc group."""
+    size = int(attrs["roi_size"])
+    streams: dict[str, list[np.ndarray]] = {}
+    units: dict[str, np.ndarray] = {}  # unit -> rows per clip
+    for stream in rows(TIME_UNITS):
+        arrays = _present(stream, [getattr(r, stream.name, None) for r in results], results)
+        if arrays is None:
+            continue
+        counts = np.array([len(a) for a in arrays], np.int64)
+        expected = units.get(stream.per, _unit_rows(stream.per, results))
+        bad = np.flatnonzero(counts != expected) if expected is not None else []
+        if len(bad):
+            raise ValueError(f"{stream.name} of clip {results[bad[0]].record.clip_id} has {counts[bad[0]]} rows, "
+                             f"expected {expected[bad[0]]} (one per {stream.per})")
+        streams[stream.name], units[stream.per] = arrays, counts
     with h5py.File(path, "w", libver="latest") as f:
         f.attrs.update({"format_version": FORMAT_VERSION, "flowprep_version": __version__, "split": split, **attrs})
-        recs = [r.record for r in results]
-        f.create_dataset("clip_id", data=np.array([r.clip_id for r in recs], dtype=object), dtype=str_dt)
-        f.create_dataset("split", data=np.array([r.split for r in recs], dtype=object), dtype=str_dt)
-        f.create_dataset("word", data=np.array([r.word for r in recs], dtype=object), dtype=str_dt)
-        f.create_dataset("source", data=np.array([r.source for r in recs], dtype=object), dtype=str_dt)
-        f.create_dataset("path", data=np.array([r.path for r in recs], dtype=object), dtype=str_dt)
-        _write_text(f, recs, str_dt)
-        f.create_dataset("label", data=np.array([r.label for r in recs], np.int32))
-        f.create_dataset("length", data=lengths.astype(np.int32))
-        f.create_dataset("fps", data=np.array([r.fps for r in results], np.float32))
-        bounds = np.array([r.boundary if r.boundary else (np.nan, np.nan) for r in recs], np.float32).reshape(-1, 2)
-        f.create_dataset("boundary", data=bounds)
-        f.create_dataset("offset", data=offset)
-        f.create_dataset("flow_offset", data=flow_offset)
-        qc = f.create_group("qc")
-        for key in sorted({k for r in results for k, v in r.qc.items() if _is_number(v)}):
-            qc.create_dataset(key, data=np.array([float(r.qc.get(key, np.nan)) for r in results], np.float32))
-        size = int(attrs["roi_size"])
-        _stack(f, "gray", [r.gray for r in results], np.uint8, (size, size), comp)
-        _stack(f, "landmarks", [r.landmarks for r in results], np.float16, (68, 2), comp)
-        _stack(f, "affine", [r.affine for r in results], np.float32, (2, 3), comp)
-        flows = [r.flow for r in results]
-        if any(fl is None for fl in flows):
-            raise ValueError("a clip reached the writer without flow")
-        _stack(f, "flow", flows, np.dtype(attrs["flow_dtype"]), (2, size, size), comp)
-        _write_audio(f, results, comp)
+        if SAMPLE in units:
+            f.attrs.update(_audio_attrs(results))
+        for field_ in rows((CLIP, INDEX, GROUP)):
+            if field_.per == INDEX:
+                if field_.indexes in units:
+                    offsets = np.concatenate([[0], np.cumsum(units[field_.indexes])]).astype(np.int64)
+                    f.create_dataset(field_.name, data=offsets)
+            elif field_.per == GROUP:
+                group = f.create_group(field_.name)
+                for key in sorted({k for r in results for k, v in r.qc.items() if _is_number(v)}):
+                    values = np.array([float(r.qc.get(key, np.nan)) for r in results], field_.dtype)
+                    group.create_dataset(key, data=values)
+            else:
+                data = _per_clip(field_, results)
+                if data is not None:
+                    str_dtype = h5py.string_dtype() if field_.dtype == "str" else None
+                    f.create_dataset(field_.name, data=data, dtype=str_dtype)
+        for name, arrays in streams.items():
+            stream = row(name)
+            _stack(f, name, arrays, _stored_dtype(stream, attrs), stream.shape_for(size), comp)
 
 
-def _write_text(f: h5py.File, recs: list, str_dt) -> None:
-    """What is said in each clip (``text``) and, where known, each word's timing (``word_times``:
-    a JSON list of [word, start_s, end_s] per clip, "" when unknown). JSON per clip rather than an
-    offsets table: a handful of words per clip, read with the clip, and one string field is what
-    every HDF5 reader already handles."""
-    f.create_dataset("text", data=np.array([getattr(r, "text", "") for r in recs], dtype=object), dtype=str_dt)
-    times = [json.dumps([list(w) for w in r.word_times]) if getattr(r, "word_times", None) else "" for r in recs]
-    f.create_dataset("word_times", data=np.array(times, dtype=object), dtype=str_dt)
+def _unit_rows(unit: str, results: list[ClipResult]) -> np.ndarray | None:
+    """Rows per clip that a unit must have: T frames, T-1 pairs; None where the stream sets it."""
+    frames = np.array([r.num_frames for r in results], np.int64)
+    return {FRAME: frames, PAIR: np.maximum(frames - 1, 0)}.get(unit)
 
 
-def _write_audio(f: h5py.File, results: list[ClipResult], comp: dict) -> None:
-    """The audio datasets, when the clips carry audio (a build with --audio): every clip or none."""
-    have = [r.audio is not None for r in results]
-    if not any(have):
-        return
-    if not all(have):
-        missing = next(r.record.clip_id for r in results if r.audio is None)
-        raise ValueError(f"clip {missing} reached the writer without audio while others have it")
-    if any(np.asarray(r.audio).dtype != np.int16 for r in results):
-        raise ValueError("audio reaches the writer as int16 samples (decode_audio's default)")
+def _present(row: Row, values: list, results: list[ClipResult]) -> list | None:
+    """The row's values, with its fill where a clip has none; None when the shard leaves the row
+    out (an optional row that no clip has). A row some clips have and others not is refused."""
+    if row.fill is not None:
+        fill = np.full(row.shape_for(0), row.fill) if row.shape else row.fill
+        return [fill if v is None else v for v in values]
+    missing = [i for i, v in enumerate(values) if v is None]
+    if row.optional and len(missing) == len(values):
+        return None
+    if missing:
+        others = " while others have it" if len(missing) < len(values) else ""
+        raise ValueError(f"clip {results[missing[0]].record.clip_id} reached the writer without {row.name}{others}")
+    return values
+
+
+def _per_clip(row: Row, results: list[ClipResult]) -> np.ndarray | None:
+    """A per-clip row's (N, ...) array: from the result's field of its name, else its record's."""
+    values = _present(row, [getattr(r, row.name) if hasattr(r, row.name) else getattr(r.record, row.name, None)
+                            for r in results], results)
+    if values is None:
+        return None
+    if row.dtype == "str":  # structured values (word timings) are stored as JSON
+        return np.array([v if isinstance(v, str) else json.dumps([list(w) for w in v]) if v else "" for v in values],
+                        dtype=object)
+    return np.array(values, row.dtype).reshape((len(values),) + row.shape_for(0))
+
+
+def _stored_dtype(row: Row, attrs: dict) -> np.dtype:
+    """The row's dtype, or the one the build chose among several (attribute ``<name>_dtype``)."""
+    dtype = str(attrs.get(f"{row.name}_dtype", row.dtype))
+    if dtype not in row.dtypes:
+        raise ValueError(f"{row.name} cannot be stored as {dtype}: use {', '.join(row.dtypes)}")
+    return np.dtype(dtype)
+
+
+def _audio_attrs(results: list[ClipResult]) -> dict:
+    """The audio attributes: one rate for every clip of the shard."""
     rates = {int(r.audio_rate) for r in results}
     if len(rates) != 1 or rates == {0}:
         raise ValueError(f"clips of one shard carry audio at different or unknown rates: {sorted(rates)}")
-    counts = np.array([len(r.audio) for r in results], np.int64)
-    f.attrs["audio_rate"] = rates.pop()
-    f.attrs["audio_dtype"] = "int16"
-    f.create_dataset("audio_offset", data=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
-    f.create_dataset("audio_start", data=np.zeros(len(results), np.int64))
-    _stack(f, "audio", [r.audio for r in results], np.int16, (), comp)
+    return {"audio_rate": rates.pop(), "audio_dtype": row("audio").dtype}
 
 
-def _stack(f: h5py.File, name: str, arrays: list[np.ndarray], dtype, trailing: tuple, comp: dict) -> None:
-    """One dataset of all clips along time, chunked about one clip per chunk."""
+def _stack(f: h5py.File, name: str, arrays: list[np.ndarray], dtype: np.dtype, trailing: tuple, comp: dict) -> None:
+    """One dataset of all clips along time, chunked about one clip per chunk. Floats may narrow
+    (float32 landmarks to float16); integers arrive as stored: their producer quantises them."""
+    for a in arrays:
+        a = np.asarray(a)
+        if a.size and not np.can_cast(a.dtype, dtype, "same_kind" if dtype.kind == "f" else "safe"):
+            raise ValueError(f"{name} reaches the writer as {a.dtype}; shards store it as {dtype}, "
+                             f"which its producer makes")
     data = np.concatenate([np.asarray(a, dtype=dtype) for a in arrays], axis=0) if arrays else None
     if data is None or data.shape[0] == 0:
         f.create_dataset(name, shape=(0,) + trailing, dtype=dtype)
         return
-    rows = max(1, int(np.median([len(a) for a in arrays])))
-    chunks = (min(rows, data.shape[0]),) + data.shape[1:]
+    per_chunk = max(1, int(np.median([len(a) for a in arrays])))
+    chunks = (min(per_chunk, data.shape[0]),) + data.shape[1:]
     f.create_dataset(name, data=data, chunks=chunks, **comp)
 
 

@@ -37,7 +37,7 @@ def shard_dir(tmp_path_factory):
 def test_length_and_classes_without_opening_shards(shard_dir):
     ds = ShardDataset(shard_dir, split="train")
     assert len(ds) == 12 and ds.classes == ["A", "B", "C"]
-    assert not ds._handles  # nothing opened yet
+    assert ds.open_shards == []  # nothing opened yet
 
 
 def test_items_in_order_with_types(shard_dir):
@@ -57,9 +57,9 @@ def test_items_in_order_with_types(shard_dir):
 def test_pickles_without_handles(shard_dir):
     ds = ShardDataset(shard_dir)
     ds[0]
-    assert ds._handles
+    assert ds.open_shards == ["train-00000.h5"]
     again = pickle.loads(pickle.dumps(ds))
-    assert not again._handles
+    assert again.open_shards == []
     assert torch.equal(again[3]["gray"], ds[3]["gray"])
 
 
@@ -166,7 +166,7 @@ def test_repr_says_what_the_dataset_is(shard_dir):
     aug = Compose([RandomCrop(8, seed=0), Normalize(0.5, 0.25, 2.0)])
     ds = ShardDataset(shard_dir, streams=("gray", "landmarks"), transform=aug)
     assert repr(ds).splitlines()[1] == "  streams: gray, landmarks; transform: Compose(RandomCrop, Normalize)"
-    assert not ds._handles  # repr opens nothing
+    assert ds.open_shards == []  # repr opens nothing
 
 
 def test_repr_of_unlabelled_folder(shard_dir, tmp_path):

@@ -77,10 +77,10 @@ def test_clips_per_class(built):
 def test_unbalanced_classes_show_both_ends():
     from collections import Counter
 
-    from flowprep.shards.stats import _class_balance
+    from flowprep.shards.stats import class_balance
 
     counts = Counter({f"W{i:02d}": i for i in range(1, 13)})
-    b = _class_balance(counts)
+    b = class_balance(counts)
     assert b["fewest"] == [["W01", 1], ["W02", 2], ["W03", 3], ["W04", 4], ["W05", 5]]
     assert b["most"][:2] == [["W12", 12], ["W11", 11]] and (b["min"], b["max"], b["classes"]) == (1, 12, 12)
 

@@ -1,4 +1,7 @@
-"""Read clips out of one shard file (no torch here: usable by verify, stats and preview too)."""
+"""Read clips out of one shard file, next to the writer that makes it. No torch here: verify, stats
+and preview use it as well as ShardDataset. What it reads, and how each dataset is indexed, comes
+from the schema table (schema.py): a clip's per-clip fields, its time-major streams sliced by their
+unit's offsets, optional rows only where the shard has them (older shards lack the newer ones)."""
 
 from __future__ import annotations
 
@@ -6,18 +9,20 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import h5py
-import hdf5plugin  # noqa: F401  registers the zstd filter the writer uses
+import hdf5plugin  # noqa: F401  registers the compression filters the writer uses
 import numpy as np
 
 from ..errors import FlowprepError
-from ..shards.layout import FORMAT_VERSION, STRING_FIELDS
+from .layout import FORMAT_VERSION
+from .schema import CLIP, FRAME, GROUP, INDEX, PAIR, SAMPLE, row, rows
+from .schema import streams as stored_streams
 
-STREAMS = ("gray", "flow", "landmarks", "affine", "audio")
-TEXT_FIELDS = ("text", "word_times")  # per-clip strings added after format 1's first shards
+# per-clip fields a sample carries, beside its streams (the others stay in ``meta``)
+SAMPLE_FIELDS = ("clip_id", "word", "label", "split", "fps", "text", "word_times")
 
 
 class ShardFile:
-    """One open shard. Per-clip metadata is read once at open; frames are read per request."""
+    """One open shard. Per-clip metadata and offsets are read once at open; streams per request."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -31,23 +36,41 @@ class ShardFile:
             raise FlowprepError(f"{self.path} has shard format {version}; this flowprep reads 1..{FORMAT_VERSION}")
         self.attrs = dict(self.h5.attrs)
         self.flow_scale = float(self.attrs.get("flow_scale", 1.0))
+        self.audio_rate = int(self.attrs.get("audio_rate", 0))
         try:
-            self.offset = self.h5["offset"][()]
-            self.flow_offset = self.h5["flow_offset"][()]
-            self.meta: dict[str, np.ndarray] = {k: self.h5[k].asstr()[()] for k in STRING_FIELDS}
-            for key in TEXT_FIELDS:  # shards from before these fields lack them
-                if key in self.h5:
-                    self.meta[key] = self.h5[key].asstr()[()]
-            for key in ("label", "length", "fps", "boundary"):
-                self.meta[key] = self.h5[key][()]
-            self.qc = {k: v[()] for k, v in self.h5["qc"].items()}
-            # audio (shards built with --audio): its own offsets, and where frame 0 starts in each clip's samples
-            self.audio_offset = self.h5["audio_offset"][()] if "audio_offset" in self.h5 else None
-            self.audio_start = self.h5["audio_start"][()] if "audio_start" in self.h5 else None
-            self.audio_rate = int(self.attrs.get("audio_rate", 0))
+            self.meta: dict[str, np.ndarray] = {}  # every per-clip row the shard has
+            self.offsets: dict[str, np.ndarray] = {}  # unit (frame, pair, sample) -> its (N+1,) offsets
+            for r in rows((CLIP, INDEX)):
+                if r.optional and r.name not in self.h5:
+                    continue
+                ds = self.h5[r.name]
+                value = ds.asstr()[()] if r.dtype == "str" else ds[()]
+                if r.per == INDEX:
+                    self.offsets[r.indexes] = value
+                else:
+                    self.meta[r.name] = value
+            self.qc = {k: v[()] for k, v in self.h5[rows(GROUP)[0].name].items()}
         except (OSError, KeyError, ValueError) as exc:
             self.h5.close()
             raise FlowprepError(f"{self.path} is damaged ({exc}); run `flowprep verify` on its folder") from None
+
+    @property
+    def offset(self) -> np.ndarray:
+        """(N+1,) rows of clip i in the per-frame streams."""
+        return self.offsets[FRAME]
+
+    @property
+    def flow_offset(self) -> np.ndarray:
+        """(N+1,) rows of clip i in the per-pair streams (flow)."""
+        return self.offsets[PAIR]
+
+    @property
+    def audio_offset(self) -> np.ndarray | None:
+        return self.offsets.get(SAMPLE)
+
+    @property
+    def audio_start(self) -> np.ndarray | None:
+        return self.meta.get("audio_start")
 
     def __len__(self) -> int:
         return len(self.offset) - 1
@@ -67,32 +90,27 @@ class ShardFile:
         move between processes: dequantize after batching, on the GPU."""
         if not 0 <= i < len(self):
             raise IndexError(f"clip {i} out of range for {self.path.name} ({len(self)} clips)")
-        a, b = int(self.offset[i]), int(self.offset[i + 1])
-        sample: dict[str, Any] = {
-            "clip_id": str(self.meta["clip_id"][i]),
-            "word": str(self.meta["word"][i]),
-            "label": int(self.meta["label"][i]),
-            "split": str(self.meta["split"][i]),
-            "fps": float(self.meta["fps"][i]),
-            "boundary": self.boundary_mask(i),
-            "qc": {k: float(v[i]) for k, v in self.qc.items()},
-        }
-        if "text" in self.meta:  # what is said; shards from before the field have none
-            sample["text"] = str(self.meta["text"][i])
-            # a JSON list of [word, start_s, end_s] ("" when unknown): a string batches like any other
-            sample["word_times"] = str(self.meta["word_times"][i]) if "word_times" in self.meta else ""
+        sample: dict[str, Any] = {}
+        for key in SAMPLE_FIELDS:
+            if key in self.meta:  # text and word_times: shards from before them have neither
+                sample[key] = _plain(self.meta[key][i], row(key).dtype)
+        sample["boundary"] = self.boundary_mask(i)
+        sample["qc"] = {k: float(v[i]) for k, v in self.qc.items()}
+        known = stored_streams()
         for name in streams:
-            if name not in STREAMS:
-                raise FlowprepError(f"unknown stream {name!r}; shards hold {', '.join(STREAMS)}")
+            if name not in known:
+                raise FlowprepError(f"unknown stream {name!r}; shards hold {', '.join(known)}")
             try:
-                if name == "flow":
-                    fa, fb = int(self.flow_offset[i]), int(self.flow_offset[i + 1])
-                    sample["flow"] = _flow_as(self.h5["flow"][fa:fb], self.flow_scale, flow_dtype)
-                    sample["flow_scale"] = 1.0 if flow_dtype != "stored" else self.flow_scale
-                elif name == "audio":
+                if name == "audio":
                     sample["audio"], sample["audio_rate"] = self.audio(i), self.audio_rate
+                    continue
+                unit = self.offsets[row(name).per]
+                data = self.h5[name][int(unit[i]):int(unit[i + 1])]
+                if name == "flow":
+                    sample["flow"] = _flow_as(data, self.flow_scale, flow_dtype)
+                    sample["flow_scale"] = 1.0 if flow_dtype != "stored" else self.flow_scale
                 else:
-                    sample[name] = self.h5[name][a:b]
+                    sample[name] = data
             except (OSError, KeyError, ValueError) as exc:
                 raise FlowprepError(f"{self.path}: cannot read {name} of clip {sample['clip_id']} ({exc}); "
                                     f"run `flowprep verify {self.path.parent}` and rebuild the bad shards") from None
@@ -119,6 +137,13 @@ class ShardFile:
             return np.ones(length, np.float32)
         t = (np.arange(length) + 0.5) / float(self.meta["fps"][i])
         return ((t >= start) & (t <= end)).astype(np.float32)
+
+
+def _plain(value, dtype: str):
+    """A per-clip value as plain Python (str, int or float), by its schema dtype."""
+    if dtype == "str":
+        return str(value)
+    return int(value) if dtype.startswith(("int", "uint")) else float(value)
 
 
 def _flow_as(stored: np.ndarray, scale: float, dtype: str) -> np.ndarray:
