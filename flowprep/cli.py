@@ -200,10 +200,12 @@ def _add_build_options(p: argparse.ArgumentParser) -> None:
     d, f, r = BuildConfig(), FlowConfig(), RoiConfig()
     p.add_argument("--layout", default=d.layout, choices=["auto", "lrw", "grid", "folder"],
                    help="source layout; auto detects it")
-    p.add_argument("--flow", default=f.backend, choices=["pwcnet", "dis", "farneback"],
-                   help="optical-flow backend; dis and farneback are CPU-only")
+    p.add_argument("--flow", default=f.backend, metavar="pwcnet|dis|farneback|ptlflow:MODEL",
+                   help="optical-flow backend; dis and farneback are CPU-only; ptlflow:MODEL is any ptlflow model "
+                        "(raft_small, neuflow2, rapidflow, ...) batched like pwcnet")
     p.add_argument("--flow-ckpt", default=f.ckpt,
-                   help="PWC-Net weights: 'things', 'sintel' (ptlflow's cache) or a local .ckpt path")
+                   help="weights of pwcnet or ptlflow:MODEL: a local .ckpt path, or a name of the model's published "
+                        "weights ('things', 'sintel', ...) already in torch hub's cache; nothing is downloaded")
     p.add_argument("--dis-preset", default=f.preset, choices=["ultrafast", "fast", "medium"], help="DIS preset")
     p.add_argument("--flow-dtype", default=f.dtype, choices=["int8", "int16", "float16"], help="stored flow type")
     p.add_argument("--flow-scale", type=float, default=f.scale, help="pixels per stored flow unit (int types)")

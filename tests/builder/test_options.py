@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flowprep.builder.stages import make_flow_backend
+from flowprep.flow import make
 from flowprep.cli import _parser, config_from_args
 from flowprep.config import FlowConfig
 from flowprep.errors import FlowprepError
@@ -25,7 +25,7 @@ def test_flow_precision_reaches_the_pwcnet_backend(tmp_path):
     prev, nxt = (a[:1] for a in pairs())
     flows = {}
     for precision in ("fp32", "bf16"):
-        backend = make_flow_backend(FlowConfig(ckpt=str(ckpt), device="cpu", precision=precision))
+        backend = make(FlowConfig(ckpt=str(ckpt), device="cpu", precision=precision))
         assert backend.describe()["options"]["dtype"] == precision  # what the manifest records
         flows[precision] = backend(prev, nxt)
     # bf16 arithmetic really ran: the flow moved, and stayed finite
