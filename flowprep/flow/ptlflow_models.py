@@ -42,7 +42,8 @@ def model_reference(model: str):
     ptlflow = import_ptlflow()
     names = ptlflow.get_model_names()
     if model not in names:
-        close = [n for n in names if model.split("_")[0] in n][:8]
+        stem = model.split("_")[0]
+        close = sorted((n for n in names if stem in n), key=lambda n: (not n.startswith(stem), n))[:8]
         hint = f"; similar: {', '.join(close)}" if close else f"; e.g. {MODELS_EXAMPLE}"
         raise FlowprepError(f"ptlflow has no model {model!r} ({len(names)} models{hint})")
     return ptlflow.get_model_reference(model)
