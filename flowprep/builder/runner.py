@@ -56,14 +56,14 @@ def build(
 
 def _build_locked(src: Path, out: Path, cfg: BuildConfig, overwrite: bool, progress: bool,
                   executor: RayExecutor | None) -> BuildReport:
+    from ..flow import check
+
+    check(cfg.flow)  # an unknown backend, missing weights: fail in a second, with the fix, not after starting a cluster
     found = scan(src, cfg.layout, cfg.words, cfg.splits)  # says so when --src is missing or not a folder
     records, layout = found.records, found.layout
     if cfg.limit is not None:
         records = records[: cfg.limit]
     plan = plan_shards(records, cfg.shard_size)
-    from ..flow import check
-
-    check(cfg.flow)  # an unknown backend, missing weights: fail in a second, with the fix, not after starting a cluster
     manifest = _open_manifest(out, src, layout, cfg, overwrite)
     _remove_stale_temporaries(out)
     manifest.discovery_failures = [s.to_failure() for s in found.skipped]

@@ -32,7 +32,7 @@ from ..config import FlowConfig
 from ..errors import FlowprepError
 from ..files import file_sha256
 from .base import FlowBackend, register_backend
-from .pwcnet import import_ptlflow, resolve_checkpoint, resolve_device
+from .pwcnet import gray_images, import_ptlflow, resolve_checkpoint, resolve_device
 
 MODELS_EXAMPLE = "raft_small, neuflow2, sea_raft_s, rapidflow"
 
@@ -123,7 +123,7 @@ class PtlflowBackend(FlowBackend):
         ``factor`` times first (bilinear), the flow brought back to H,W and divided by it."""
         import torch.nn.functional as F
 
-        images = self.images(prev, next)  # [B,2,3,H,W]
+        images = gray_images(prev, next, self.device)  # [B,2,3,H,W]
         b, h, w = prev.shape
         if factor > 1:
             images = F.interpolate(images.reshape(b * 2, 3, h, w), scale_factor=factor, mode="bilinear",
@@ -132,14 +132,6 @@ class PtlflowBackend(FlowBackend):
         if factor > 1:
             flow = F.interpolate(flow, size=(h, w), mode="bilinear", align_corners=False) / factor
         return flow
-
-    def images(self, prev: np.ndarray, next: np.ndarray):
-        """[B,2,3,H,W] floats in 0..1 on the model's device: gray replicated to three channels
-        (uint8 crosses to the GPU: 4x fewer bytes)."""
-        import torch
-
-        pairs = torch.from_numpy(np.stack([prev, next], axis=1)).to(self.device)  # [B,2,H,W] uint8
-        return (pairs.float() / 255.0)[:, :, None].expand(-1, -1, 3, -1, -1)
 
     def factor_for(self, h: int, w: int) -> int:
         """The least of 1, 2, 4 at which the model's flow of a textured probe pair is finite."""

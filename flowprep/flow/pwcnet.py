@@ -145,6 +145,15 @@ def resolve_device(device: str) -> str:
     return device
 
 
+def gray_images(prev: np.ndarray, next: np.ndarray, device: str):
+    """uint8 [B,H,W] pairs as ptlflow's models take them: [B,2,3,H,W] floats in 0..1 on ``device``,
+    gray replicated to three channels (uint8 crosses to the GPU: 4x fewer bytes)."""
+    import torch
+
+    pairs = torch.from_numpy(np.stack([prev, next], axis=1)).to(device)  # [B,2,H,W] uint8
+    return (pairs.float() / 255.0)[:, :, None].expand(-1, -1, 3, -1, -1)
+
+
 IMPLS = ("fast", "ptlflow")
 DTYPES = ("fp32", "bf16", "fp16")
 
@@ -240,16 +249,9 @@ class PWCNetBackend(FlowBackend):
         with torch.inference_mode():
             for start in range(0, len(prev), self.batch_pairs):
                 stop = start + self.batch_pairs
-                flows = self.model({"images": self._images(prev[start:stop], next[start:stop])})["flows"]
+                flows = self.model({"images": gray_images(prev[start:stop], next[start:stop], self.device)})["flows"]
                 out[start:stop] = flows[:, 0].float().cpu().numpy()
         return out
-
-    def _images(self, prev: np.ndarray, next: np.ndarray):
-        """[B,2,3,H,W] floats in 0..1 on the model's device (uint8 crosses to the GPU: 4x fewer bytes)."""
-        import torch
-
-        pairs = torch.from_numpy(np.stack([prev, next], axis=1)).to(self.device)  # [B,2,H,W] uint8
-        return (pairs.float() / 255.0)[:, :, None].expand(-1, -1, 3, -1, -1)
 
     # -- the fast path -------------------------------------------------------------------------
     def _autocast(self):
