@@ -344,8 +344,7 @@ def _bar_figures(frames_seen: int, report: BuildReport) -> str:
 
 
 def _frames_of(ex, count_ref) -> int:
-    """A finished clip's frame count (given, or from its ref); 0 when its task was lost (the shard's
-    writer reports that)."""
+    """A finished clip's frame count (given, or from its ref); 0 when its task was lost (its writer says so)."""
     if isinstance(count_ref, int):
         return count_ref
     try:
