@@ -34,6 +34,11 @@ DETECTORS = ("hog", "cnn")
 COMPRESSIONS = ("lz4hc", "zstd", "gzip", "none")
 
 
+def _ptlflow_name(backend: Any) -> bool:
+    """``ptlflow:MODEL``: any model of ptlflow's registry (the flow package checks the name exists)."""
+    return isinstance(backend, str) and backend.startswith("ptlflow:") and len(backend) > len("ptlflow:")
+
+
 def _one_of(option: str, value: Any, names: tuple[str, ...]) -> None:
     if value not in names:
         raise FlowprepError(f"{option} {value!r}: choose among {', '.join(names)}")
@@ -72,8 +77,8 @@ class RoiConfig:
 class FlowConfig:
     """Optical flow between consecutive crops, and how it is stored."""
 
-    backend: str = "pwcnet"  # "pwcnet", "dis" or "farneback"
-    ckpt: str | None = "things"  # pwcnet weights: "things", "sintel" or a local .ckpt path
+    backend: str = "pwcnet"  # "pwcnet", "dis", "farneback" or "ptlflow:MODEL"
+    ckpt: str | None = "things"  # pwcnet/ptlflow weights: a published name in torch hub's cache, or a local .ckpt path
     preset: str = "medium"  # dis preset: ultrafast | fast | medium
     device: str = "auto"  # "auto", "cpu" or "cuda" (runtime only)
     batch_pairs: int = 512  # pairs per PWC-Net forward pass (runtime only)
@@ -84,7 +89,10 @@ class FlowConfig:
     scale: float = 0.1  # pixels per stored unit (ignored for float16)
 
     def __post_init__(self) -> None:
-        _one_of("--flow", self.backend, FLOW_BACKENDS)
+        if self.backend in ("ptlflow", "ptlflow:"):
+            raise FlowprepError("flow backend 'ptlflow' needs a model: --flow ptlflow:MODEL (e.g. ptlflow:raft_small)")
+        if not (self.backend in FLOW_BACKENDS or _ptlflow_name(self.backend)):
+            raise FlowprepError(f"--flow {self.backend!r}: choose among {', '.join(FLOW_BACKENDS)} or ptlflow:MODEL")
         _one_of("--dis-preset", self.preset, DIS_PRESETS)
         _one_of("--flow-dtype", self.dtype, FLOW_DTYPES)
         _one_of("--flow-precision", self.precision, FLOW_PRECISIONS)

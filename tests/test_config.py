@@ -65,7 +65,7 @@ def test_the_api_refuses_what_the_command_refuses(options, api, tmp_path, capsys
 
 
 @pytest.mark.parametrize("make, message", [
-    (lambda: FlowConfig(backend="raft"), "--flow 'raft': choose among pwcnet, dis, farneback"),
+    (lambda: FlowConfig(backend="raft"), "--flow 'raft': choose among pwcnet, dis, farneback or ptlflow:MODEL"),
     (lambda: FlowConfig(preset="slow"), "--dis-preset 'slow': choose among ultrafast, fast, medium"),
     (lambda: FlowConfig(dtype="float32"), "--flow-dtype 'float32': choose among int8, int16, float16"),
     (lambda: FlowConfig(precision="fp8"), "--flow-precision 'fp8': choose among fp32, bf16, fp16"),

@@ -94,10 +94,10 @@ def run_bench(src: str | Path, cfg: BuildConfig, limit: int = 24, progress: bool
 
 def _quantisation_error(results, cfg: BuildConfig) -> dict:
     """Mean end-point error of stored flow against the float flow it came from."""
-    from .stages import make_flow_backend
+    from ..flow import make
     from ..flow import dequantize_flow
 
-    backend = make_flow_backend(cfg.flow)
+    backend = make(cfg.flow)
     errs, sat, total = [], 0, 0
     for r in results:
         exact = backend(r.gray[:-1], r.gray[1:])
@@ -115,14 +115,14 @@ def _naive_fps(records, cfg: BuildConfig) -> float:
     import cv2
     import dlib
 
-    from .stages import make_flow_backend
+    from ..flow import make
     from ..decode import decode_gray
     from ..roi import landmark_model_paths
 
     predictor_path, _ = landmark_model_paths()
     detector = dlib.get_frontal_face_detector()
     predictor = dlib.shape_predictor(str(predictor_path))
-    backend = make_flow_backend(cfg.flow)
+    backend = make(cfg.flow)
     size = cfg.roi.size
     frames_done, t0 = 0, time.perf_counter()
     for rec in records:

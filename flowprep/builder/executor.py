@@ -59,7 +59,7 @@ def _labelled(fn: Callable, *args: Any) -> tuple[str, Any]:
 
 
 class _StageActor:
-    """A long-lived worker holding one stateful stage (a flow model on a GPU)."""
+    """A long-lived worker holding a stage that keeps state between calls (a flow model on a GPU)."""
 
     def __init__(self, cls: type, *init_args: Any):
         self.stage = cls(*init_args)
@@ -219,11 +219,12 @@ class RayExecutor:
         ).remote(fn, *args)
         return result, frames
 
-    def start_actors(self, spec: StageSpec, cls: type, init_args: Sequence, count: int, use_gpu: bool) -> list:
-        """``count`` actors each holding ``cls(*init_args)``; restarted when their process dies."""
+    def start_actors(self, spec: StageSpec, cls: type, init_args: Sequence, count: int) -> list:
+        """``count`` actors each holding ``cls(*init_args)``, each taking ``spec``'s resources;
+        restarted when their process dies."""
         opts = dict(
-            num_cpus=spec.num_cpus if not use_gpu else 1,
-            num_gpus=spec.num_gpus if use_gpu else 0,
+            num_cpus=spec.num_cpus,
+            num_gpus=spec.num_gpus,
             max_restarts=spec.max_retries,
             max_task_retries=spec.max_retries,
         )
@@ -265,15 +266,6 @@ class RayExecutor:
             raise FlowprepError(f"a Ray task failed after its retries: {_first_line(exc)}") from None
         except RayError as exc:
             raise FlowprepError(f"Ray lost the work: {_first_line(exc)}") from None
-
-    def cancel(self, refs: Sequence) -> None:
-        import ray
-
-        for ref in refs:
-            try:
-                ray.cancel(ref, force=False)
-            except Exception:  # already finished or gone
-                pass
 
 
 def _first_line(exc: BaseException) -> str:

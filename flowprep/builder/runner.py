@@ -28,11 +28,10 @@ from ..shards.manifest import Manifest
 from ..sources import scan
 from . import stages
 from .executor import RayExecutor
+from .feed import FlowFeed
 from .plan import PlannedShard, plan_shards
 from .report import BuildReport
 
-# Clips per flow call = batch_pairs / this: LRW clips have 28 pairs; longer clips just make bigger calls.
-PAIRS_PER_CLIP = 28
 log = logging.getLogger(__name__)
 # tqdm's default bar turns a rate under one into s/clip; a build's bar always says clips/s.
 BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_noinv_fmt}{postfix}]"
@@ -57,15 +56,14 @@ def build(
 
 def _build_locked(src: Path, out: Path, cfg: BuildConfig, overwrite: bool, progress: bool,
                   executor: RayExecutor | None) -> BuildReport:
+    from ..flow import check
+
+    check(cfg.flow)  # an unknown backend, missing weights: fail in a second, with the fix, not after starting a cluster
     found = scan(src, cfg.layout, cfg.words, cfg.splits)  # says so when --src is missing or not a folder
     records, layout = found.records, found.layout
     if cfg.limit is not None:
         records = records[: cfg.limit]
     plan = plan_shards(records, cfg.shard_size)
-    if cfg.flow.backend == "pwcnet":
-        from ..flow.pwcnet import resolve_checkpoint
-
-        resolve_checkpoint(cfg.flow.ckpt)  # fail in a second, with the fix, not after starting a cluster
     manifest = _open_manifest(out, src, layout, cfg, overwrite)
     _remove_stale_temporaries(out)
     manifest.discovery_failures = [s.to_failure() for s in found.skipped]
@@ -268,43 +266,56 @@ def _run(ex, manifest: Manifest, todo, cfg: BuildConfig, out: Path, report: Buil
     bar = tqdm(total=total, unit="clip", desc=desc, disable=not progress, dynamic_ncols=True, bar_format=BAR_FORMAT)
     queue = deque(todo)
     writers: dict = {}  # writer ref -> shard
-    watched: dict = {}  # ref -> frame-count refs of the clips it stands for (progress)
+    feeds: list[FlowFeed] = []  # shards whose clips still go to the flow actors
+    counts: dict = {}  # frame-count ref of a clip bound for the flow actors -> (its feed, its index)
+    watched: dict = {}  # ref -> the frame counts (or their refs) of the clips it stands for (progress)
     frames_seen = 0  # frames of the clips finished so far: the bar's rate before any shard commits
     flows_rr = 0
     watchdog = _Watchdog(ex, cfg.stall_timeout)
     t0 = time.perf_counter()
+
+    def submit_writer(shard, parts) -> None:
+        job = stages.ShardJob(str(out), shard.name, shard.split, shard.plan_hash, attrs,
+                              cfg.compression, cfg.compression_level)
+        writers[ex.submit(stages.WRITE, stages.write, job, *parts)] = shard
+
     try:
-        while queue or writers:
-            while queue and len(writers) < max_inflight:
+        while queue or writers or feeds:
+            while queue and len(writers) + len(feeds) < max_inflight:
                 shard = queue.popleft()
                 counted = [ex.submit_counted(stages.CROP, stages.crop_clip, r, cfg) for r in shard.records]
-                clip_refs = [ref for ref, _ in counted]
                 if flow_actors:
-                    parts = []
-                    per_batch = max(1, cfg.flow.batch_pairs // PAIRS_PER_CLIP)
-                    for i in range(0, len(clip_refs), per_batch):
-                        actor = flow_actors[flows_rr % len(flow_actors)]
-                        flows_rr += 1
-                        ref = ex.call_actor(actor, *clip_refs[i:i + per_batch])
-                        parts.append(ref)
-                        watched[ref] = [n for _, n in counted[i:i + per_batch]]
+                    feed = FlowFeed(shard, [ref for ref, _ in counted], cfg.flow.batch_pairs)
+                    feeds.append(feed)
+                    counts.update({n: (feed, i) for i, (_, n) in enumerate(counted)})
                 else:
-                    parts = clip_refs
                     watched.update({ref: [n] for ref, n in counted})
-                job = stages.ShardJob(str(out), shard.name, shard.split, shard.plan_hash, attrs,
-                                      cfg.compression, cfg.compression_level)
-                writers[ex.submit(stages.WRITE, stages.write, job, *parts)] = shard
-            ex.wait(list(writers) + list(watched), timeout=1.0)
+                    submit_writer(shard, [ref for ref, _ in counted])
+            ex.wait(list(writers) + list(watched) + list(counts), timeout=1.0)
+            arrived = ex.ready(list(counts))
+            for ref in arrived:  # a crop finished: its clip's pairs are known, its flow can be scheduled
+                feed, i = counts.pop(ref)
+                feed.frames[i] = _frames_of(ex, ref)
+            for feed in list(feeds):
+                for group, frames in feed.groups():
+                    actor = flow_actors[flows_rr % len(flow_actors)]
+                    flows_rr += 1
+                    ref = ex.call_actor(actor, *group)
+                    feed.parts.append(ref)
+                    watched[ref] = frames
+                if feed.finished:
+                    feeds.remove(feed)
+                    submit_writer(feed.shard, feed.parts)
             finished = ex.ready(list(watched))
-            if finished:
+            if finished or arrived:
                 watchdog.progressed()
             else:
                 watchdog.check()
             clips_done = 0
             for ref in finished:
-                counts = watched.pop(ref)
-                frames_seen += sum(_frames_of(ex, n) for n in counts)
-                clips_done += len(counts)
+                frames = watched.pop(ref)
+                frames_seen += sum(_frames_of(ex, n) for n in frames)
+                clips_done += len(frames)
                 report.last_clip_s = time.perf_counter() - t0
                 report.first_clip_s = report.first_clip_s or report.last_clip_s
             if clips_done:  # the rates first, so the bar's redraw shows them with the count
@@ -333,7 +344,9 @@ def _bar_figures(frames_seen: int, report: BuildReport) -> str:
 
 
 def _frames_of(ex, count_ref) -> int:
-    """A finished clip's frame count; 0 when its task was lost (the shard's writer reports that)."""
+    """A finished clip's frame count (given, or from its ref); 0 when its task was lost (its writer says so)."""
+    if isinstance(count_ref, int):
+        return count_ref
     try:
         return int(ex.get(count_ref))
     except FlowprepError:
@@ -341,16 +354,22 @@ def _frames_of(ex, count_ref) -> int:
 
 
 def _flow_stage(ex, cfg: BuildConfig, resources: dict) -> tuple[list, dict]:
-    """Start the flow actors when flow has its own stage; return them and the backend's description."""
-    if stages.flow_runs_in_crop(cfg):
-        return [], stages.make_flow_backend(cfg.flow).describe()
+    """Start the flow actors when the backend declares its own stage; return them and its description."""
+    from ..flow import backend_class, make
+
+    cls = backend_class(cfg.flow.backend)
+    if cls.runs_in == "crop":
+        return [], make(cfg.flow).describe()
     want = cfg.flow.device
+    if want == "cuda" and "cuda" not in cls.devices:
+        raise FlowprepError(f"--device cuda, but --flow {cfg.flow.backend} runs on the CPU only: use --device auto or cpu")
     if want == "cuda" and resources["GPU"] < 1:
         raise FlowprepError("--device cuda, but the Ray cluster has no GPU: use --device auto or cpu")
-    use_gpu = want != "cpu" and resources["GPU"] >= 1
+    use_gpu = want != "cpu" and "cuda" in cls.devices and resources["GPU"] >= 1
     count = int(resources["GPU"]) if use_gpu else 1
     flow_cfg = dataclasses.replace(cfg.flow, device="cuda" if use_gpu else "cpu")
-    actors = ex.start_actors(stages.FLOW, stages.FlowWorker, (flow_cfg,), count, use_gpu)
+    spec = stages.FLOW_GPU if use_gpu else stages.FLOW_CPU
+    actors = ex.start_actors(spec, stages.FlowWorker, (flow_cfg,), count)
     info = ex.get(ex.describe_actor(actors[0]))  # fails fast, with the backend's own message, on a bad checkpoint
     return actors, {**info, "actors": count}
 

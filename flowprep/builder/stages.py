@@ -1,7 +1,7 @@
 """The work of a build, as plain functions of plain data; the executor decides where they run.
 
-    crop_clip   decode -> face/mouth ROI -> (flow, for CPU backends)     one clip, one CPU
-    flow_batch  flow for every consecutive pair of many clips            one GPU (or CPU) actor
+    crop_clip   decode -> face/mouth ROI -> (flow, for backends that run in the crop worker)   one clip, one CPU
+    FlowWorker  flow for every consecutive pair of many clips, in batches of pairs            one GPU (or CPU) actor
     write       one shard file, atomically                               any worker
 
 A clip that cannot be used becomes a ClipFailure with its stage and reason: failures are data,
@@ -23,23 +23,22 @@ from ..shards.records import ClipFailure, ClipResult
 from ..shards.writer import ShardSummary, write_shard
 from ..sources import ClipRecord, expected_frames
 
-CPU_FLOW_BACKENDS = frozenset({"dis", "farneback"})
-
 
 @dataclass(frozen=True)
 class StageSpec:
-    """How an executor should run a stage: its resources, and whether it holds state (a model)."""
+    """How an executor runs a stage: the resources each task or actor of it takes, and its retries."""
 
     name: str
     num_cpus: float = 1.0
     num_gpus: float = 0.0
-    stateful: bool = False
     max_retries: int = 3
 
 
 def flow_runs_in_crop(cfg: BuildConfig) -> bool:
-    """CPU flow is cheap per pair and runs where the crops are; PWC-Net gets its own batched stage."""
-    return cfg.flow.backend in CPU_FLOW_BACKENDS
+    """Whether the flow backend declares that it runs in the crop worker (else: its own batched actor)."""
+    from ..flow import backend_class
+
+    return backend_class(cfg.flow.backend).runs_in == "crop"
 
 
 # ---- per-process state -------------------------------------------------------------------
@@ -58,19 +57,10 @@ def _extractor(cfg: BuildConfig):
     return _cached(("roi", cfg.roi), lambda: MouthRoiExtractor(cfg.roi))
 
 
-def make_flow_backend(flow: FlowConfig):
-    from ..flow import get_backend
-
-    if flow.backend == "pwcnet":
-        return get_backend("pwcnet", ckpt=flow.ckpt, device=flow.device, batch_pairs=flow.batch_pairs,
-                           dtype=flow.precision)
-    if flow.backend == "dis":
-        return get_backend("dis", preset=flow.preset)
-    return get_backend(flow.backend)
-
-
 def _flow_backend(flow: FlowConfig):
-    return _cached(("flow", flow), lambda: make_flow_backend(flow))
+    from ..flow import make
+
+    return _cached(("flow", flow), lambda: make(flow))
 
 
 def _quantize(flow: np.ndarray, cfg: FlowConfig) -> tuple[np.ndarray, int]:
@@ -139,15 +129,18 @@ def _decode_audio(record: ClipRecord, video, cfg: BuildConfig):
     return decode_audio(record.path, rate=cfg.audio_rate, num_frames=video.num_frames, fps=video.fps)
 
 
-FLOW = StageSpec("flow", num_cpus=1.0, num_gpus=1.0, stateful=True)
+FLOW_GPU = StageSpec("flow", num_cpus=1.0, num_gpus=1.0)
+FLOW_CPU = StageSpec("flow", num_cpus=1.0, num_gpus=0.0)
 
 
 class FlowWorker:
     """Holds one flow model and fills in flow for many clips at a time (large batches)."""
 
     def __init__(self, flow: FlowConfig):
+        from ..flow import make
+
         self.cfg = flow
-        self.backend = make_flow_backend(flow)
+        self.backend = make(flow)
 
     def describe(self) -> dict:
         return self.backend.describe()
@@ -168,25 +161,40 @@ class FlowWorker:
 
 
 def _attach_flow(results: Sequence[ClipResult], backend, cfg: FlowConfig) -> None:
-    """Flow for every consecutive pair of every clip, in one call of the backend, then split per clip."""
-    prev = [r.gray[:-1] for r in results]
-    nxt = [r.gray[1:] for r in results]
-    pairs = sum(len(p) for p in prev)
-    if pairs:
-        flow = backend(np.concatenate(prev), np.concatenate(nxt))
-    else:
-        size = results[0].gray.shape[-1] if results else 0
-        flow = np.zeros((0, 2, size, size), np.float32)
-    start = 0
-    for r, p in zip(results, prev):
-        q, saturated = _quantize(flow[start:start + len(p)], cfg)
-        start += len(p)
-        r.flow = q
-        r.qc["flow_saturated"] = float(saturated)
-        if len(p):
-            mag = np.hypot(flow[start - len(p):start, 0], flow[start - len(p):start, 1])
-            r.qc["flow_mag_mean"] = float(mag.mean())
-            r.qc["flow_mag_p99"] = float(np.percentile(mag, 99))
+    """Flow for every consecutive pair of every clip, computed in batches of at most
+    ``cfg.batch_pairs`` pairs cut across clip boundaries (a long clip spans several batches, short
+    ones share one), each batch quantised into its clips' stored flow as it comes. So the float
+    flow and the model's activations held at once are bounded by ``batch_pairs``, not by clip length."""
+    from ..flow import pair_batches
+
+    counts = [max(0, r.num_frames - 1) for r in results]
+    stored: list = [None] * len(results)
+    mags: list = [None] * len(results)  # per-pixel magnitudes of each clip's float flow, for its QC
+    saturated = [0] * len(results)
+    for batch in pair_batches(counts, cfg.batch_pairs):
+        prev = np.concatenate([results[c].gray[a:b] for c, a, b in batch])
+        nxt = np.concatenate([results[c].gray[a + 1:b + 1] for c, a, b in batch])
+        flow = backend(prev, nxt)
+        at = 0
+        for c, a, b in batch:
+            part = flow[at:at + b - a]
+            at += b - a
+            q, sat = _quantize(part, cfg)
+            if stored[c] is None:
+                stored[c] = np.empty((counts[c],) + q.shape[1:], q.dtype)
+                mags[c] = np.empty((counts[c],) + part.shape[2:], np.float32)
+            stored[c][a:b] = q
+            mags[c][a:b] = np.hypot(part[:, 0], part[:, 1])
+            saturated[c] += int(sat)
+    for i, r in enumerate(results):
+        if stored[i] is None:  # a clip without pairs: stored as an empty flow of the stored type
+            size = r.gray.shape[-1]
+            stored[i], _ = _quantize(np.zeros((0, 2, size, size), np.float32), cfg)
+        r.flow = stored[i]
+        r.qc["flow_saturated"] = float(saturated[i])
+        if counts[i]:
+            r.qc["flow_mag_mean"] = float(mags[i].mean())
+            r.qc["flow_mag_p99"] = float(np.percentile(mags[i], 99))
 
 
 WRITE = StageSpec("write", num_cpus=0.0)

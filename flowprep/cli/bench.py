@@ -66,7 +66,7 @@ def register(commands) -> None:
     f.add_argument("--seconds", type=float, default=2.0, help="time per configuration per round")
     f.add_argument("--rounds", type=int, default=3, help="rounds over all configurations (median reported)")
     f.add_argument("--backends", type=comma_list, default=("fast", "ptlflow", "dis", "farneback"),
-                   help="any of fast,ptlflow,dis,farneback")
+                   help="any of fast,ptlflow,dis,farneback and ptlflow:MODEL (e.g. ptlflow:raft_small)")
     f.add_argument("--flow-ckpt", default=None, help="PWC-Net weights (default: 'things' when cached, else a "
                    "seeded random init; speed does not depend on the values)")
     f.add_argument("--no-channels-last", dest="channels_last", action="store_false", help="NCHW activations")

@@ -26,6 +26,14 @@ exit status: 0 every clip built; 3 the build completed but some clips failed (se
 incomplete build: rerun to resume; a bug names the log file holding its traceback)."""
 
 
+
+class FlowChoices(tuple):
+    """The --flow names, where ``ptlflow:MODEL`` stands for any model name (the flow registry checks it
+    exists; a bare ``ptlflow`` gets the configuration's own message asking for the model)."""
+
+    def __contains__(self, value) -> bool:
+        return tuple.__contains__(self, value) or (isinstance(value, str) and value.startswith("ptlflow"))
+
 def register(commands) -> None:
     """``flowprep build`` (``commands``: the subcommands of ``flowprep``)."""
     b = commands.add_parser("build", help="videos -> mouth ROIs -> optical flow -> HDF5 shards",
@@ -44,10 +52,12 @@ def add_build_options(p: argparse.ArgumentParser) -> None:
     """Every option that makes a BuildConfig (read back by config_from_args)."""
     d, f, r = BuildConfig(), FlowConfig(), RoiConfig()
     p.add_argument("--layout", default=d.layout, choices=["auto", *LAYOUTS], help="source layout; auto detects it")
-    p.add_argument("--flow", default=f.backend, choices=FLOW_BACKENDS,
-                   help="optical-flow backend; dis and farneback are CPU-only")
+    p.add_argument("--flow", default=f.backend, choices=FlowChoices(FLOW_BACKENDS + ("ptlflow:MODEL",)),
+                   help="optical-flow backend; dis and farneback are CPU-only; ptlflow:MODEL is any ptlflow model "
+                        "(raft_small, neuflow2, rapidflow, ...) batched like pwcnet")
     p.add_argument("--flow-ckpt", default=f.ckpt,
-                   help="PWC-Net weights: 'things', 'sintel' (ptlflow's cache) or a local .ckpt path")
+                   help="weights of pwcnet or ptlflow:MODEL: a local .ckpt path, or a name of the model's published "
+                        "weights ('things', 'sintel', ...) already in torch hub's cache; nothing is downloaded")
     p.add_argument("--dis-preset", default=f.preset, choices=DIS_PRESETS, help="DIS preset")
     p.add_argument("--flow-dtype", default=f.dtype, choices=FLOW_DTYPES, help="stored flow type")
     p.add_argument("--flow-scale", type=float, default=f.scale, help="pixels per stored flow unit (int types)")

@@ -1,7 +1,10 @@
 """`flowprep bench flow`: pairs/s of every flow backend at 112x112, in one process, one run.
 
 Measured, per thread count: ptlflow's own PWC-Net forward one pair per call (the reference), the
-fast PWC-Net path at each batch size and dtype, OpenCV DIS (medium) and Farneback. Rounds
+fast PWC-Net path at each batch size and dtype, OpenCV DIS (medium) and Farneback, and any ptlflow
+model asked for by name (``ptlflow:raft_small``: seeded random weights, speed does not depend on
+them) at each batch size, next to PWC-Net. Each backend is built through the registry from its
+name and options; nothing here knows one backend from another beyond the options it passes. Rounds
 alternate the configurations, so a machine whose load changes during the run slows all of them
 alike; pairs/s is the median over rounds of (pairs per call / median call time), and the
 speed-up against ptlflow is the median over rounds of the ratio to the reference measured in
@@ -33,12 +36,13 @@ SIZE = 112
 
 @dataclass
 class Case:
-    backend: str  # "pwcnet", "dis", "farneback"
-    impl: str  # "fast", "ptlflow", "opencv"
+    backend: str  # a registry name: "pwcnet", "dis", "farneback", "ptlflow:raft_small"
+    impl: str  # "fast", "ptlflow" (PWC-Net's two forwards), "opencv", "model" (a ptlflow model)
     threads: int
     batch: int
     dtype: str = "fp32"
     compile: bool = False
+    options: dict = field(default_factory=dict)  # the backend's options (weights added when it is built)
     times: list[float] = field(default_factory=list)  # seconds per pair, one entry per round
     ratios: list[float] = field(default_factory=list)  # ptlflow's seconds per pair / ours, same round and threads
     peak_mib: float = 0.0
@@ -49,6 +53,11 @@ class Case:
     def label(self) -> str:
         name = {"fast": "pwcnet fast", "ptlflow": "pwcnet ptlflow"}.get(self.impl, self.backend)
         return name + (" +compile" if self.compile else "")
+
+    @property
+    def weighted(self) -> bool:
+        """Whether the backend takes weights (``ckpt``): a network, not OpenCV."""
+        return self.impl != "opencv"
 
 
 def frames(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -74,24 +83,24 @@ def _reset_peak_rss() -> bool:
         return False
 
 
-def _rss_mib() -> float:
+def _proc_status_mib(key: str) -> float | None:
+    """A memory line of /proc/self/status (VmRSS, VmHWM) in MiB; None where there is no /proc."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{key}:"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
-    return 0.0
+    return None
+
+
+def _rss_mib() -> float:
+    return _proc_status_mib("VmRSS") or 0.0
 
 
 def _peak_rss_mib() -> float:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    peak = _proc_status_mib("VmHWM")
+    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def _weights(ckpt: str | None, tmp: str) -> tuple[str, str]:
@@ -99,7 +108,7 @@ def _weights(ckpt: str | None, tmp: str) -> tuple[str, str]:
     from . import pwcnet
 
     if ckpt and ckpt != "random":
-        return str(pwcnet.resolve_checkpoint(ckpt, download=False)), ckpt
+        return str(pwcnet.resolve_checkpoint(ckpt)), ckpt
     if ckpt is None:
         cached = pwcnet.checkpoint_cache_dir() / pwcnet.NAMED_CHECKPOINTS["things"].rsplit("/", 1)[1]
         if cached.is_file():
@@ -138,18 +147,23 @@ def flow_bench(
     log = log or (lambda *a: None)
 
     cases: list[Case] = []
+    models = [b for b in backends if b.startswith("ptlflow:")]
     for t in threads:
         if "ptlflow" in backends:
-            cases.append(Case("pwcnet", "ptlflow", t, 1))
+            cases.append(Case("pwcnet", "ptlflow", t, 1, options=dict(device=dev, batch_pairs=1, impl="ptlflow")))
         if "fast" in backends:
             for dt in dtypes:
                 for b in batch_sizes:
-                    cases.append(Case("pwcnet", "fast", t, b, dt))
-                    if compile:
-                        cases.append(Case("pwcnet", "fast", t, b, dt, compile=True))
-        for name in ("dis", "farneback"):
-            if name in backends:
-                cases.append(Case(name, "opencv", t, 32))
+                    for comp in (False, True) if compile else (False,):
+                        cases.append(Case("pwcnet", "fast", t, b, dt, comp, dict(
+                            device=dev, batch_pairs=b, impl="fast", dtype=dt, channels_last=channels_last, compile=comp)))
+        if "dis" in backends:
+            cases.append(Case("dis", "opencv", t, 32, options=dict(preset="medium", threads=t)))
+        if "farneback" in backends:
+            cases.append(Case("farneback", "opencv", t, 32, options=dict(threads=t)))
+        for name in models:
+            for b in batch_sizes:
+                cases.append(Case(name, "model", t, b, options=dict(device=dev, batch_pairs=b)))
     # per thread count: the reference first, then the rest, smaller batches first (a process-wide
     # high-water mark then still reads per configuration); each round's speed-up is taken against
     # the reference measured moments before, at the same thread count
@@ -159,20 +173,14 @@ def flow_bench(
     prev, nxt = frames(n_max)
     with tempfile.TemporaryDirectory() as tmp:
         path, weights = _weights(ckpt, tmp) if any(c.backend == "pwcnet" for c in cases) else ("", "-")
+        ckpts = {"pwcnet": path, **{m: _model_weights(m, tmp) for m in models}}
         built: dict = {}
 
         def backend_for(c: Case):
             key = (c.backend, c.impl, c.dtype, c.compile, c.batch, c.threads)
             if key not in built:
-                if c.backend == "pwcnet":
-                    opts = dict(ckpt=path, device=dev, batch_pairs=c.batch, impl=c.impl)
-                    if c.impl == "fast":
-                        opts.update(dtype=c.dtype, channels_last=channels_last, compile=c.compile)
-                    built[key] = get_backend("pwcnet", **opts)
-                elif c.backend == "dis":
-                    built[key] = get_backend("dis", preset="medium", threads=c.threads)
-                else:
-                    built[key] = get_backend("farneback", threads=c.threads)
+                extra = {"ckpt": ckpts[c.backend]} if c.weighted else {}
+                built[key] = get_backend(c.backend, **c.options, **extra)
             return built[key]
 
         for r in range(rounds):
@@ -180,7 +188,7 @@ def flow_bench(
                 if c.error:
                     continue
                 torch.set_num_threads(c.threads)
-                n = c.batch * (batches_per_call if cuda and c.backend == "pwcnet" else 1)
+                n = c.batch * (batches_per_call if cuda and c.weighted else 1)
                 a, b = prev[:n], nxt[:n]
                 try:
                     backend = backend_for(c)
@@ -209,12 +217,12 @@ def flow_bench(
                         torch.cuda.empty_cache()
                 log(f"round {r + 1}/{rounds} {c.label:<16} threads {c.threads} batch {c.batch:>4} {c.dtype}: "
                     + (c.error or f"{1 / c.times[-1]:.1f} pairs/s"))
-        deviation = _deviation(cases, backend_for, path, dev, prev, nxt) if path else {}
+        deviation = _deviation(cases, backend_for, ckpts, dev, prev, nxt)
 
     ref = {c.threads: statistics.median(c.times) for c in cases if c.impl == "ptlflow" and c.times}
     out = []
     for c in cases:
-        row = {"backend": c.label, "device": dev if c.backend == "pwcnet" else "cpu", "threads": c.threads,
+        row = {"backend": c.label, "device": dev if c.weighted else "cpu", "threads": c.threads,
                "batch": c.batch, "dtype": c.dtype, "error": c.error}
         if c.times:
             per_pair = statistics.median(c.times)
@@ -229,11 +237,12 @@ def flow_bench(
         "device": dev,
         "device_name": torch.cuda.get_device_name(dev) if cuda else _cpu_name(),
         "torch": torch.__version__,
-        "weights": weights,
+        "weights": weights + (f"; ptlflow models: random init (seed 0)" if models else ""),
         "channels_last": channels_last,
         "peak_memory": "torch.cuda.max_memory_allocated" if cuda else "peak RSS of the process (VmHWM)",
         "ptlflow_reference": "ptlflow's forward, one pair per call, at the same thread count",
-        "deviation": f"mean end-point difference (px) from ptlflow's fp32 forward on {DEVIATION_PAIRS} of the pairs",
+        "deviation": f"mean end-point difference (px) from ptlflow's own fp32 forward, one pair per call, on "
+                     f"{DEVIATION_PAIRS} of the pairs",
         "cases": out,
     }
 
@@ -241,17 +250,30 @@ def flow_bench(
 DEVIATION_PAIRS = 8
 
 
-def _deviation(cases: list[Case], backend_for, path: str, dev: str, prev, nxt) -> dict[int, float]:
-    """How far each PWC-Net configuration's flow is from ptlflow's fp32 forward on the same pairs
-    (reduced precision shows here; fp32 configurations should read ~1e-5)."""
+def _model_weights(model: str, tmp: str) -> str:
+    """A seeded random checkpoint of a ptlflow model: its speed does not depend on the values."""
+    from .ptlflow_models import save_random_checkpoint
+
+    return str(save_random_checkpoint(Path(tmp) / f"{model.partition(':')[2]}-random.ckpt",
+                                      model.partition(":")[2], seed=0))
+
+
+def _deviation(cases: list[Case], backend_for, ckpts: dict, dev: str, prev, nxt) -> dict[int, float]:
+    """How far each network's flow is from its ptlflow forward in fp32, one pair per call, on the
+    same pairs (reduced precision and batching show here; fp32 PWC-Net should read ~1e-5)."""
     from . import get_backend
 
     a, b = prev[:DEVIATION_PAIRS], nxt[:DEVIATION_PAIRS]
-    reference = get_backend("pwcnet", ckpt=path, device=dev, impl="ptlflow")(a, b)
+    references: dict = {}
     out = {}
     for c in cases:
-        if c.backend == "pwcnet" and not c.error:
-            out[id(c)] = round(float(np.linalg.norm(backend_for(c)(a, b) - reference, axis=1).mean()), 5)
+        if not c.weighted or c.error:
+            continue
+        if c.backend not in references:
+            ref = get_backend(c.backend, ckpt=ckpts[c.backend], device=dev, batch_pairs=1,
+                              **({"impl": "ptlflow"} if c.backend == "pwcnet" else {}))
+            references[c.backend] = np.concatenate([ref(a[i:i + 1], b[i:i + 1]) for i in range(len(a))])
+        out[id(c)] = round(float(np.linalg.norm(backend_for(c)(a, b) - references[c.backend], axis=1).mean()), 5)
     return out
 
 

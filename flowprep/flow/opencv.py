@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ..config import FlowConfig
 from ..errors import FlowprepError
 from .base import FlowBackend, register_backend
 
@@ -16,6 +17,11 @@ DIS_PRESETS = {
 
 
 class _OpenCVBackend(FlowBackend):
+    """Cheap per pair and CPU-only: runs in the worker that made the crops, no batching to gain."""
+
+    runs_in = "crop"
+    devices = ("cpu",)
+
     def __init__(self, threads: int | None, device: str):
         if device not in ("auto", "cpu"):
             raise FlowprepError(f"the {self.name} flow runs on the CPU only, got device={device!r}")
@@ -49,6 +55,10 @@ class DISBackend(_OpenCVBackend):
         super().__init__(threads, device)
         self.options = {"preset": preset, **self.options}
         self.dis = cv2.DISOpticalFlow_create(DIS_PRESETS[preset])
+
+    @classmethod
+    def options_from(cls, cfg: FlowConfig) -> dict:
+        return {"preset": cfg.preset}
 
     def pair(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return self.dis.calc(a, b, None)

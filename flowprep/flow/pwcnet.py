@@ -1,9 +1,8 @@
 """PWC-Net through ptlflow: the seed paper's flow, batched over many pairs from many clips.
 
 Weights: ``ckpt`` is a local file, or "things"/"sintel", ptlflow's published weights, looked up in
-torch hub's checkpoint cache (where ptlflow itself keeps them) and downloaded there, with a short
-timeout and a checksum, when missing. Offline, or with FLOWPREP_OFFLINE=1, a missing named
-checkpoint is an immediate FlowprepError that says which file to put where.
+torch hub's checkpoint cache (where ptlflow itself keeps them). Nothing is downloaded: a missing
+named checkpoint is an immediate FlowprepError that says which file to fetch and where to put it.
 
 Checkpoints are read with ``torch.load(weights_only=True)`` (tensors and plain containers only,
 never arbitrary objects) and their ``state_dict`` (or the file itself, when it is a bare state
@@ -24,8 +23,6 @@ forward, the reference the fast path is tested against (flow equal within float 
 from __future__ import annotations
 
 import os
-import re
-import urllib.request
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -33,8 +30,9 @@ from typing import Any
 
 import numpy as np
 
+from ..config import FlowConfig
 from ..errors import FlowprepError
-from ..files import AtomicFile, file_sha256
+from ..files import file_sha256
 from .base import FlowBackend, register_backend
 
 # ptlflow's published weights for its "pwcnet" model, which is PWC-DC-Net (the paper's network,
@@ -44,72 +42,50 @@ NAMED_CHECKPOINTS = {
     "things": "https://github.com/hmorimitsu/ptlflow/releases/download/weights1/pwcdcnet-things-cc223701.ckpt",
     "sintel": "https://github.com/hmorimitsu/ptlflow/releases/download/weights1/pwcdcnet-sintel-c7d08a46.ckpt",
 }
-OFFLINE_ENV = "FLOWPREP_OFFLINE"
-DOWNLOAD_TIMEOUT_S = 15.0  # per connect / read: a blocked network fails in seconds, not minutes
-_HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,})\.")
-
-
 def checkpoint_cache_dir() -> Path:
     import torch
 
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
-def resolve_checkpoint(ckpt: str | os.PathLike | None, download: bool | None = None) -> Path:
-    """The local file for ``ckpt`` (a path, "things" or "sintel"), or a FlowprepError saying how to get it.
-
-    A named checkpoint missing from the cache is downloaded unless ``download`` is False (default:
-    download unless $FLOWPREP_OFFLINE is set).
-    """
+def resolve_checkpoint(ckpt: str | os.PathLike | None, named: Mapping[str, str] | None = None,
+                       model: str = "PWC-Net") -> Path:
+    """The local file for ``ckpt`` (a path, or a name of ``named``: ptlflow's published weights,
+    looked up in torch hub's checkpoint cache), or a FlowprepError saying how to get it. Never
+    downloads: a build runs where no network may be."""
+    named = NAMED_CHECKPOINTS if named is None else named
+    names = ", ".join(named) or "none published"
     if not ckpt:
-        raise FlowprepError("PWC-Net needs weights: pass --flow-ckpt things|sintel|/path/to/pwcnet.ckpt")
+        raise FlowprepError(f"{model} needs weights: pass --flow-ckpt NAME|/path/to/file.ckpt (names: {names})")
     path = Path(ckpt).expanduser()
     if path.is_file():
         return path.resolve()
-    if str(ckpt) not in NAMED_CHECKPOINTS:
-        raise FlowprepError(f"--flow-ckpt {str(ckpt)!r}: no such file, and not one of {', '.join(NAMED_CHECKPOINTS)}")
-    url = NAMED_CHECKPOINTS[str(ckpt)]
+    if str(ckpt) not in named:
+        raise FlowprepError(f"--flow-ckpt {str(ckpt)!r}: no such file, and not one of {names}")
+    url = named[str(ckpt)]
     cached = checkpoint_cache_dir() / url.rsplit("/", 1)[1]
     if cached.is_file():
         return cached
-    if download is None:
-        download = not os.environ.get(OFFLINE_ENV)
-    why = f"${OFFLINE_ENV} is set" if not download else ""
-    if download:
-        try:
-            return _download(url, cached)
-        except (OSError, ValueError) as exc:  # URLError, timeouts, refused connections, a bad checksum
-            why = f"the download failed: {str(exc)[:200]}"
     raise FlowprepError(
-        f"PWC-Net weights {str(ckpt)!r} are not on this machine ({cached} is missing) and {why}. "
+        f"{model} weights {str(ckpt)!r} are not on this machine ({cached} is missing; nothing is downloaded). "
         f"Fetch {url} on a connected machine and put it at {cached}, or anywhere and pass "
         f"--flow-ckpt /path/to/{cached.name}. Without weights (or a GPU), --flow dis builds with CPU flow."
     )
 
 
-def _download(url: str, dest: Path) -> Path:
-    """Fetch ``url`` to ``dest`` atomically, checking the sha256 prefix its name carries."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    # concurrent downloads each finish a whole file; the last rename wins
-    with AtomicFile(dest) as tmp:
-        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response, open(tmp, "wb") as fh:
-            while block := response.read(1 << 20):
-                fh.write(block)
-        expected = _HASH_IN_NAME.search(dest.name)
-        if expected and not file_sha256(tmp).startswith(expected.group(1)):
-            raise ValueError(f"{url} does not match the checksum in its name ({expected.group(1)}...)")
-    return dest
-
-
-def _ptlflow():
+def import_ptlflow():
     # Its import chain (timm, jsonargparse) warns about its own deprecations, and it prints a notice
     # about an optional CUDA extension to stdout (which would corrupt `--json` output): nothing for our users.
+    # Its loguru messages (one per checkpoint loaded) are silenced too.
     import contextlib
     import io
 
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         import ptlflow
+    from loguru import logger
+
+    logger.disable("ptlflow")
     return ptlflow
 
 
@@ -117,7 +93,7 @@ def new_pwcnet():
     """ptlflow's PWC-Net with its own random initialisation (no weights loaded)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return _ptlflow().get_model("pwcnet")
+        return import_ptlflow().get_model("pwcnet")
 
 
 def read_state_dict(path: Path) -> dict:
@@ -169,6 +145,15 @@ def resolve_device(device: str) -> str:
     return device
 
 
+def gray_images(prev: np.ndarray, next: np.ndarray, device: str):
+    """uint8 [B,H,W] pairs as ptlflow's models take them: [B,2,3,H,W] floats in 0..1 on ``device``,
+    gray replicated to three channels (uint8 crosses to the GPU: 4x fewer bytes)."""
+    import torch
+
+    pairs = torch.from_numpy(np.stack([prev, next], axis=1)).to(device)  # [B,2,H,W] uint8
+    return (pairs.float() / 255.0)[:, :, None].expand(-1, -1, 3, -1, -1)
+
+
 IMPLS = ("fast", "ptlflow")
 DTYPES = ("fp32", "bf16", "fp16")
 
@@ -183,14 +168,24 @@ class PWCNetBackend(FlowBackend):
     ``impl="ptlflow"`` calls ptlflow's own forward, the reference.
 
     Fast path only: ``dtype`` "bf16"/"fp16" runs under ``torch.autocast`` (fp16 on CUDA only; on a
-    CPU without bf16 instructions bf16 is several times slower than fp32), ``channels_last``
+    CPU without bf16 instructions bf16 is slower than fp32: `flowprep bench flow` measures it), ``channels_last``
     (default: on) stores activations NHWC, which oneDNN and cuDNN convolve without reorders,
     ``compile`` wraps the forward in ``torch.compile`` (batches padded to ``batch_pairs`` so one
     graph serves every call). On CUDA, frames travel as uint8 through pinned host buffers on their
     own stream, overlapping the next batch's upload and the last one's download with compute.
     """
 
-    CPU_MAX_PAIRS = 64  # per forward on the CPU: no faster per pair beyond ~8, only more memory
+    runs_in = "actor"
+    devices = ("cpu", "cuda")
+    CPU_MAX_PAIRS = 64  # per forward on the CPU: larger batches only take more memory (`flowprep bench flow`)
+
+    @classmethod
+    def options_from(cls, cfg: FlowConfig) -> dict[str, Any]:
+        return {"ckpt": cfg.ckpt, "device": cfg.device, "batch_pairs": cfg.batch_pairs, "dtype": cfg.precision}
+
+    @classmethod
+    def check(cls, cfg: FlowConfig, model: str | None) -> None:
+        resolve_checkpoint(cfg.ckpt)
 
     def __init__(
         self,
@@ -254,16 +249,9 @@ class PWCNetBackend(FlowBackend):
         with torch.inference_mode():
             for start in range(0, len(prev), self.batch_pairs):
                 stop = start + self.batch_pairs
-                flows = self.model({"images": self._images(prev[start:stop], next[start:stop])})["flows"]
+                flows = self.model({"images": gray_images(prev[start:stop], next[start:stop], self.device)})["flows"]
                 out[start:stop] = flows[:, 0].float().cpu().numpy()
         return out
-
-    def _images(self, prev: np.ndarray, next: np.ndarray):
-        """[B,2,3,H,W] floats in 0..1 on the model's device (uint8 crosses to the GPU: 4x fewer bytes)."""
-        import torch
-
-        pairs = torch.from_numpy(np.stack([prev, next], axis=1)).to(self.device)  # [B,2,H,W] uint8
-        return (pairs.float() / 255.0)[:, :, None].expand(-1, -1, 3, -1, -1)
 
     # -- the fast path -------------------------------------------------------------------------
     def _autocast(self):

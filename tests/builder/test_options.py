@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flowprep.builder.stages import make_flow_backend
+from flowprep.flow import make
 from flowprep.cli import build_parser, config_from_args
 from flowprep.config import FlowConfig
 from flowprep.errors import FlowprepError
@@ -25,7 +25,7 @@ def test_flow_precision_reaches_the_pwcnet_backend(tmp_path):
     prev, nxt = (a[:1] for a in pairs())
     flows = {}
     for precision in ("fp32", "bf16"):
-        backend = make_flow_backend(FlowConfig(ckpt=str(ckpt), device="cpu", precision=precision))
+        backend = make(FlowConfig(ckpt=str(ckpt), device="cpu", precision=precision))
         assert backend.describe()["options"]["dtype"] == precision  # what the manifest records
         flows[precision] = backend(prev, nxt)
     # bf16 arithmetic really ran: the flow moved, and stayed finite
@@ -35,3 +35,25 @@ def test_flow_precision_reaches_the_pwcnet_backend(tmp_path):
 def test_flow_precision_is_for_pwcnet_only():
     with pytest.raises(FlowprepError, match="--flow-precision bf16 applies to --flow pwcnet only"):
         _config("--flow", "dis", "--flow-precision", "bf16")
+
+
+@pytest.mark.parametrize("flow, ckpt, message", [
+    ("ptlflow", [], "flow backend 'ptlflow' needs a model: --flow ptlflow:MODEL"),
+    ("ptlflow:raft_small", ["--flow-ckpt", "things"], "ptlflow raft_small weights 'things' are not on this machine"),
+])
+def test_a_flow_that_cannot_be_built_is_one_line_and_exit_2_before_any_cluster(tmp_path, monkeypatch, capsys, flow,
+                                                                              ckpt, message):
+    from flowprep.cli import main as cli_main
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # an empty hub cache
+    (tmp_path / "src").mkdir()
+    media_clip = tmp_path / "src" / "a" / "x.mp4"
+    media_clip.parent.mkdir()
+    media_clip.write_bytes(b"not a video")  # never opened: the flow settings fail first
+    code = cli_main(["build", "--src", str(tmp_path / "src"), "--out", str(tmp_path / "out"), "--flow", flow, *ckpt,
+                     "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and message in err, err
+    import ray
+
+    assert not ray.is_initialized()  # failed before starting a cluster

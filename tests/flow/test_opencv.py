@@ -109,8 +109,8 @@ def test_n_pairs_in_n_flows_out_and_inputs_checked():
 
 
 def test_registry_and_options():
-    assert available_backends() == ["dis", "farneback", "pwcnet"]
-    with pytest.raises(FlowprepError, match="unknown flow backend 'raft'; available: dis, farneback, pwcnet"):
+    assert available_backends() == ["dis", "farneback", "ptlflow:MODEL", "pwcnet"]
+    with pytest.raises(FlowprepError, match="unknown flow backend 'raft'; available: dis, farneback, ptlflow:MODEL, pwcnet"):
         get_backend("raft")
     with pytest.raises(FlowprepError, match="preset"):
         get_backend("dis", preset="slowest")

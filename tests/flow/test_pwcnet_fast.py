@@ -49,16 +49,6 @@ def random_ckpt(tmp_path_factory):
     return pwcnet.save_random_pwcnet_checkpoint(tmp_path_factory.mktemp("ckpt") / "pwcnet-random.ckpt", seed=0)
 
 
-@pytest.fixture(scope="module")
-def one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize("shape", [(1, 196, 2, 2), (3, 32, 32, 32), (2, 7, 5, 9), (4, 3, 1, 6)])
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("r", [4, 2])
