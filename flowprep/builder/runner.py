@@ -30,6 +30,7 @@ from . import stages
 from .executor import RayExecutor
 from .plan import PlannedShard, plan_shards
 from .report import BuildReport
+from .startup import start_while
 
 # Clips per flow call = batch_pairs / this: LRW clips have 28 pairs; longer clips just make bigger calls.
 PAIRS_PER_CLIP = 28
@@ -57,6 +58,26 @@ def build(
 
 def _build_locked(src: Path, out: Path, cfg: BuildConfig, overwrite: bool, progress: bool,
                   executor: RayExecutor | None) -> BuildReport:
+    if not src.is_dir():
+        scan(src, cfg.layout, cfg.words, cfg.splits)  # says what is wrong with --src, before any cluster starts
+    own_executor = executor is None
+    ex = executor or RayExecutor(address=cfg.ray_address, num_cpus=cfg.workers)
+    # the scan, the weight check and the manifest run while the cluster starts (see startup.py)
+    manifest, todo, report = start_while(ex, own_executor, lambda: _prepare(src, out, cfg, overwrite))
+    try:
+        _run(ex, manifest, todo, cfg, out, report, progress)
+    finally:
+        if own_executor:
+            ex.close()
+            _remove_stale_temporaries(out)  # its workers are gone: whatever they left half-written goes too
+    totals = manifest.totals()
+    report.total_failed = totals["failed"]
+    report.complete = manifest.complete
+    return report
+
+
+def _prepare(src: Path, out: Path, cfg: BuildConfig, overwrite: bool) -> tuple[Manifest, list, BuildReport]:
+    """What the driver knows before the first task: the plan, the manifest, the shards still to build."""
     found = scan(src, cfg.layout, cfg.words, cfg.splits)  # says so when --src is missing or not a folder
     records, layout = found.records, found.layout
     if cfg.limit is not None:
@@ -74,21 +95,7 @@ def _build_locked(src: Path, out: Path, cfg: BuildConfig, overwrite: bool, progr
     todo = _reconcile(manifest, plan, out)
     report = BuildReport(out_dir=str(out), planned_clips=manifest.planned_clips,
                          skipped_shards=len(plan) - len(todo), failed=len(found.skipped))
-
-    own_executor = executor is None
-    ex = executor or RayExecutor(address=cfg.ray_address, num_cpus=cfg.workers)
-    if own_executor:
-        ex.start()
-    try:
-        _run(ex, manifest, todo, cfg, out, report, progress)
-    finally:
-        if own_executor:
-            ex.close()
-            _remove_stale_temporaries(out)  # its workers are gone: whatever they left half-written goes too
-    totals = manifest.totals()
-    report.total_failed = totals["failed"]
-    report.complete = manifest.complete
-    return report
+    return manifest, todo, report
 
 
 # ---- output folder -------------------------------------------------------------------------
