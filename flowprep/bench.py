@@ -167,6 +167,9 @@ def add_bench_parser(sub, add_build_options, config_from_args) -> None:
                          description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--src", required=True, help="folder of videos to measure on")
     add_build_options(p)
+    from .builder.projection import add_projection_arguments  # --project lrw --cpus N --gpus G ...
+
+    add_projection_arguments(p)
     p.set_defaults(func=_cmd_bench, flow="dis", limit=64, make_config=config_from_args)
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     r = kinds.add_parser("read", help="random-access read speed (clips/s), one process and a DataLoader",
@@ -243,6 +246,11 @@ def _cmd_read(args) -> int:
 
 def _cmd_bench(args) -> int:
     cfg = args.make_config(args).replace(limit=None)
+    if args.project:  # the whole-dataset projection from stage costs (flowprep/builder/projection.py)
+        from .builder.projection import print_projection, run_projection
+
+        print_projection(run_projection(args, cfg), args.json)
+        return 0
     figures = run_bench(args.src, cfg, limit=args.limit or 64)
     if args.json:
         print(json.dumps(figures, indent=1))
