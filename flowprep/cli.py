@@ -207,9 +207,10 @@ def _add_build_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dis-preset", default=f.preset, choices=["ultrafast", "fast", "medium"], help="DIS preset")
     p.add_argument("--flow-dtype", default=f.dtype, choices=["int8", "int16", "float16"], help="stored flow type")
     p.add_argument("--flow-scale", type=float, default=f.scale, help="pixels per stored flow unit (int types)")
-    p.add_argument("--flow-precision", default=f.precision, choices=["fp32", "bf16", "fp16"],
+    p.add_argument("--flow-precision", default=f.precision, choices=["fp32", "bf16", "fp16", "auto"],
                    help="PWC-Net arithmetic: bf16/fp16 autocast is several times faster on GPUs and on CPUs with "
-                        "AMX (fp16: CUDA only) and moves the flow slightly (see README: Flow backends)")
+                        "AMX (fp16: CUDA only) and moves the flow slightly (see README: Flow backends); auto: "
+                        "a one-second probe where flow runs keeps the faster, named in the summary")
     p.add_argument("--device", default=f.device, choices=["auto", "cpu", "cuda"], help="where PWC-Net runs")
     p.add_argument("--batch-pairs", type=int, default=f.batch_pairs, help="frame pairs per PWC-Net forward pass")
     p.add_argument("--detector", default=r.detector, choices=["hog", "cnn"], help="dlib face detector")

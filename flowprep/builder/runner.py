@@ -261,6 +261,7 @@ def _run(ex, manifest: Manifest, todo, cfg: BuildConfig, out: Path, report: Buil
     _check_shared_out(ex, out, int(resources["nodes"]))
     flow_actors, backend_info = _flow_stage(ex, cfg, resources)
     report.cpus, report.flow_actors = int(resources["CPU"]), len(flow_actors)
+    report.flow_precision = backend_info.get("precision_auto", "")
     manifest.flow_backend = backend_info
     manifest.save(out)  # the folder now says what it is, even before the first shard lands
     if not todo:

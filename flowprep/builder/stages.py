@@ -10,6 +10,7 @@ so one bad video never stops a build. Models are loaded once per worker process 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -62,11 +63,21 @@ def make_flow_backend(flow: FlowConfig):
     from ..flow import get_backend
 
     if flow.backend == "pwcnet":
+        precision = flow.precision
+        if precision == "auto":  # measured on this device (flowprep/flow/precision.py)
+            precision = _auto_precision(flow).precision
         return get_backend("pwcnet", ckpt=flow.ckpt, device=flow.device, batch_pairs=flow.batch_pairs,
-                           dtype=flow.precision)
+                           dtype=precision)
     if flow.backend == "dis":
         return get_backend("dis", preset=flow.preset)
     return get_backend(flow.backend)
+
+
+def _auto_precision(flow: FlowConfig):
+    from ..flow.precision import resolve
+    from ..flow.pwcnet import resolve_device
+
+    return resolve(flow.ckpt, resolve_device(flow.device))
 
 
 def _flow_backend(flow: FlowConfig):
@@ -146,11 +157,16 @@ class FlowWorker:
     """Holds one flow model and fills in flow for many clips at a time (large batches)."""
 
     def __init__(self, flow: FlowConfig):
+        self.precision_note = ""
+        if flow.backend == "pwcnet" and flow.precision == "auto":  # probe here, on the device flow runs on
+            choice = _auto_precision(flow)
+            flow, self.precision_note = dataclasses.replace(flow, precision=choice.precision), choice.note()
         self.cfg = flow
         self.backend = make_flow_backend(flow)
 
     def describe(self) -> dict:
-        return self.backend.describe()
+        info = self.backend.describe()
+        return {**info, "precision_auto": self.precision_note} if self.precision_note else info
 
     def __call__(self, *items: ClipResult | ClipFailure) -> list[ClipResult | ClipFailure]:
         results = [it for it in items if isinstance(it, ClipResult)]
