@@ -90,16 +90,33 @@ def _gray_converter() -> _Gray:
     return _LOCAL.gray
 
 
+_LOG_LOCK = threading.Lock()
+_LOG_USERS = [0, None, True]  # decodes running now; level and repeat-skipping before the first (_library_log)
+
+
 @contextmanager
 def _library_log():
-    """The libraries' warnings and errors while the block runs, as a list of lines (this thread's)."""
-    previous = av.logging.get_level()
-    av.logging.set_level(av.logging.WARNING)
+    """The libraries' warnings and errors while the block runs, as a list of lines (this thread's).
+
+    The libraries' log level is process-wide: it is raised while any decode runs (counted, so one
+    thread's end does not silence another's evidence) and put back after the last."""
+    with _LOG_LOCK:
+        if _LOG_USERS[0] == 0:
+            _LOG_USERS[1:] = [av.logging.get_level(), av.logging.get_skip_repeated()]
+            av.logging.set_level(av.logging.WARNING)
+            # PyAV drops a line equal to the one before it, whichever file or thread it came from: the
+            # second cut file in a row would lose its evidence
+            av.logging.set_skip_repeated(False)
+        _LOG_USERS[0] += 1
     try:
         with av.logging.Capture() as captured:
             yield captured
     finally:
-        av.logging.set_level(previous)
+        with _LOG_LOCK:
+            _LOG_USERS[0] -= 1
+            if _LOG_USERS[0] == 0:
+                av.logging.set_level(_LOG_USERS[1])
+                av.logging.set_skip_repeated(_LOG_USERS[2])
 
 
 def _log_text(captured) -> str:
@@ -111,7 +128,8 @@ def _open(path: Path, captured, error: type[DecodeError]):
         return av.open(str(path), metadata_errors="ignore")
     except (av.error.FFmpegError, UnicodeDecodeError) as exc:
         text = _log_text(captured) + "\n" + str(exc)
-        raise error(failure_reason(text.encode()) or "ffmpeg could not open the file") from None
+        why = getattr(exc, "strerror", None) or type(exc).__name__
+        raise error(failure_reason(text.encode()) or f"ffmpeg could not open the file ({why})") from None
 
 
 def decode_gray(path: str | Path, max_frames: int | None = None, expected_frames: int | None = None) -> DecodedVideo:

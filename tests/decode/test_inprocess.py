@@ -179,3 +179,26 @@ def test_flowprep_ffmpeg_selects_the_program(monkeypatch, videos):
         assert decode.decode_gray(videos["h264.mp4"]).num_frames == FRAMES  # the libraries again
     finally:
         program.ffmpeg_binary.cache_clear()
+
+
+def test_threads_decoding_at_once_each_keep_their_evidence(videos):
+    """The libraries' log level is process-wide: one thread's decode ending must not silence another's
+    (a cut MKV is known only from the demuxer's "File ended prematurely")."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def outcome(name):
+        try:
+            return inprocess.decode_gray(videos[name]).num_frames
+        except DecodeError as exc:
+            return str(exc)
+
+    # one after another first: PyAV skips a log line equal to the last one unless told not to
+    assert all("File ended prematurely" in outcome("half_h264.mkv") for _ in range(2))
+    names = ["half_h264.mkv", "h264.mp4", "mpeg4.avi", "half_h264.mkv"] * 4
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(outcome, names))
+    for name, result in zip(names, results):
+        if name.startswith("half_"):
+            assert isinstance(result, str) and "File ended prematurely" in result, result
+        else:
+            assert result == FRAMES
