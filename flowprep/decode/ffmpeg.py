@@ -1,4 +1,8 @@
-"""Decode a video to grayscale frames, and its audio to 16 kHz mono, with ffmpeg (through ffmpeg-python).
+"""Decode a video to grayscale frames, and its audio to 16 kHz mono, with the ffmpeg program (ffmpeg-python).
+
+One program run per clip: the reference the in-process path (:mod:`flowprep.decode.inprocess`, the
+default) is tested against, and the decoder when ``$FLOWPREP_FFMPEG`` names a program. The rule that
+judges a stream complete (:func:`check_complete`) and the audio cut (:func:`place_audio`) are shared.
 
 The binary is the one named by ``$FLOWPREP_FFMPEG`` or, by default, the static build that
 imageio-ffmpeg ships, so every machine decodes with the same ffmpeg. No ffprobe is needed:
