@@ -28,7 +28,7 @@ SPLIT_NAMES = ("train", "val", "test")
 FLOW_BACKENDS = ("pwcnet", "dis", "farneback")
 DIS_PRESETS = ("ultrafast", "fast", "medium")
 FLOW_DTYPES = ("int8", "int16", "float16")
-FLOW_PRECISIONS = ("fp32", "bf16", "fp16")
+FLOW_PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 FLOW_DEVICES = ("auto", "cpu", "cuda")
 DETECTORS = ("hog", "cnn")
 COMPRESSIONS = ("lz4hc", "zstd", "gzip", "none")
@@ -83,7 +83,8 @@ class FlowConfig:
     device: str = "auto"  # "auto", "cpu" or "cuda" (runtime only)
     batch_pairs: int = 512  # pairs per PWC-Net forward pass (runtime only)
     dtype: str = "int8"  # stored flow type: int8 | int16 | float16
-    # PWC-Net arithmetic: fp32 | bf16 | fp16 (autocast; fp16 on CUDA only). Changes the flow's values
+    # PWC-Net arithmetic: fp32 | bf16 | fp16 (autocast; fp16 on CUDA only) | auto (the faster, probed where
+    # flow runs: flowprep/flow/precision.py). Changes the flow's values
     # (reported by tests/flow/test_pwcnet_fast.py), so it is part of the fingerprint when not fp32.
     precision: str = "fp32"
     scale: float = 0.1  # pixels per stored unit (ignored for float16)

@@ -68,7 +68,7 @@ def test_the_api_refuses_what_the_command_refuses(options, api, tmp_path, capsys
     (lambda: FlowConfig(backend="raft"), "--flow 'raft': choose among pwcnet, dis, farneback or ptlflow:MODEL"),
     (lambda: FlowConfig(preset="slow"), "--dis-preset 'slow': choose among ultrafast, fast, medium"),
     (lambda: FlowConfig(dtype="float32"), "--flow-dtype 'float32': choose among int8, int16, float16"),
-    (lambda: FlowConfig(precision="fp8"), "--flow-precision 'fp8': choose among fp32, bf16, fp16"),
+    (lambda: FlowConfig(precision="fp8"), "--flow-precision 'fp8': choose among fp32, bf16, fp16, auto"),
     (lambda: FlowConfig(device="tpu"), "--device 'tpu': choose among auto, cpu, cuda (or cuda:N)"),
     (lambda: RoiConfig(detector="mtcnn"), "--detector 'mtcnn': choose among hog, cnn"),
     (lambda: BuildConfig(compression="brotli"), "--compression 'brotli': choose among lz4hc, zstd, gzip, none"),

@@ -28,6 +28,7 @@ class BuildReport:
     nodes: dict[str, int] = field(default_factory=dict)
     cpus: int = 0  # the cluster's CPUs
     flow_actors: int = 0  # flow in a stage of its own (PWC-Net actors, one per GPU); 0: inside the crop tasks
+    flow_precision: str = ""  # what --flow-precision auto chose, with the probe's figures ("" otherwise)
     shard_errors: list[str] = field(default_factory=list)
     total_failed: int = 0  # over the whole output folder, earlier runs included
     complete: bool = False
@@ -101,6 +102,8 @@ class BuildReport:
                        f"capacity: flow {balance['flow_frames_per_s']:.0f} frames/s, CPU stages "
                        f"{balance['cpu_frames_per_s']:.0f} frames/s on {balance['cpu_workers']} CPU(s): "
                        f"{waits}")
+        if self.flow_precision:
+            out.append(f"flow precision: {self.flow_precision}")
         if len(self.nodes) > 1:
             out.append("clips per node: " + ", ".join(f"{n} {c}" for n, c in sorted(self.nodes.items())))
         if self.total_failed:

@@ -31,6 +31,7 @@ from .executor import RayExecutor
 from .feed import FlowFeed
 from .plan import PlannedShard, plan_shards
 from .report import BuildReport
+from .startup import start_while
 
 log = logging.getLogger(__name__)
 # tqdm's default bar turns a rate under one into s/clip; a build's bar always says clips/s.
@@ -59,6 +60,26 @@ def _build_locked(src: Path, out: Path, cfg: BuildConfig, overwrite: bool, progr
     from ..flow import check
 
     check(cfg.flow)  # an unknown backend, missing weights: fail in a second, with the fix, not after starting a cluster
+    if not src.is_dir():
+        scan(src, cfg.layout, cfg.words, cfg.splits)  # says what is wrong with --src, before any cluster starts
+    own_executor = executor is None
+    ex = executor or RayExecutor(address=cfg.ray_address, num_cpus=cfg.workers)
+    # the scan, the weight check and the manifest run while the cluster starts (see startup.py)
+    manifest, todo, report = start_while(ex, own_executor, lambda: _prepare(src, out, cfg, overwrite))
+    try:
+        _run(ex, manifest, todo, cfg, out, report, progress)
+    finally:
+        if own_executor:
+            ex.close()
+            _remove_stale_temporaries(out)  # its workers are gone: whatever they left half-written goes too
+    totals = manifest.totals()
+    report.total_failed = totals["failed"]
+    report.complete = manifest.complete
+    return report
+
+
+def _prepare(src: Path, out: Path, cfg: BuildConfig, overwrite: bool) -> tuple[Manifest, list, BuildReport]:
+    """What the driver knows before the first task: the plan, the manifest, the shards still to build."""
     found = scan(src, cfg.layout, cfg.words, cfg.splits)  # says so when --src is missing or not a folder
     records, layout = found.records, found.layout
     if cfg.limit is not None:
@@ -72,21 +93,7 @@ def _build_locked(src: Path, out: Path, cfg: BuildConfig, overwrite: bool, progr
     todo = _reconcile(manifest, plan, out)
     report = BuildReport(out_dir=str(out), planned_clips=manifest.planned_clips,
                          skipped_shards=len(plan) - len(todo), failed=len(found.skipped))
-
-    own_executor = executor is None
-    ex = executor or RayExecutor(address=cfg.ray_address, num_cpus=cfg.workers)
-    if own_executor:
-        ex.start()
-    try:
-        _run(ex, manifest, todo, cfg, out, report, progress)
-    finally:
-        if own_executor:
-            ex.close()
-            _remove_stale_temporaries(out)  # its workers are gone: whatever they left half-written goes too
-    totals = manifest.totals()
-    report.total_failed = totals["failed"]
-    report.complete = manifest.complete
-    return report
+    return manifest, todo, report
 
 
 # ---- output folder -------------------------------------------------------------------------
@@ -252,6 +259,7 @@ def _run(ex, manifest: Manifest, todo, cfg: BuildConfig, out: Path, report: Buil
     _check_shared_out(ex, out, int(resources["nodes"]))
     flow_actors, backend_info = _flow_stage(ex, cfg, resources)
     report.cpus, report.flow_actors = int(resources["CPU"]), len(flow_actors)
+    report.flow_precision = backend_info.get("precision_auto", "")
     manifest.flow_backend = backend_info
     manifest.save(out)  # the folder now says what it is, even before the first shard lands
     if not todo:

@@ -10,6 +10,7 @@ so one bad video never stops a build. Models are loaded once per worker process 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -55,6 +56,13 @@ def _extractor(cfg: BuildConfig):
     from ..roi import MouthRoiExtractor
 
     return _cached(("roi", cfg.roi), lambda: MouthRoiExtractor(cfg.roi))
+
+
+def _auto_precision(flow: FlowConfig):
+    from ..flow.precision import resolve
+    from ..flow.pwcnet import resolve_device
+
+    return resolve(flow.ckpt, resolve_device(flow.device))
 
 
 def _flow_backend(flow: FlowConfig):
@@ -139,11 +147,16 @@ class FlowWorker:
     def __init__(self, flow: FlowConfig):
         from ..flow import make
 
+        self.precision_note = ""
+        if flow.backend == "pwcnet" and flow.precision == "auto":  # probe here, on the device flow runs on
+            choice = _auto_precision(flow)
+            flow, self.precision_note = dataclasses.replace(flow, precision=choice.precision), choice.note()
         self.cfg = flow
         self.backend = make(flow)
 
     def describe(self) -> dict:
-        return self.backend.describe()
+        info = self.backend.describe()
+        return {**info, "precision_auto": self.precision_note} if self.precision_note else info
 
     def __call__(self, *items: ClipResult | ClipFailure) -> list[ClipResult | ClipFailure]:
         results = [it for it in items if isinstance(it, ClipResult)]

@@ -11,6 +11,7 @@ import json
 import sys
 
 from ..train.bench import add_bench_train_parser
+from ..builder.projection import add_projection_arguments, print_projection, run_projection
 from .build import add_build_options, config_from_args
 from .forms import Help, add_folder_argument, comma_list
 
@@ -43,6 +44,7 @@ def register(commands) -> None:
                          description=BUILD_DOC, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--src", required=True, help="folder of videos to measure on")
     add_build_options(p)
+    add_projection_arguments(p)  # --project lrw --cpus N --gpus G --gpu-pairs-per-s X
     p.set_defaults(func=run_bench_build, flow="dis", limit=64)
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
 
@@ -85,6 +87,9 @@ def run_bench_build(args: argparse.Namespace) -> int:
     from ..builder import bench as build_bench
 
     cfg = config_from_args(args).replace(limit=None)
+    if args.project:  # the whole-dataset projection from stage costs
+        print_projection(run_projection(args, cfg), args.json)
+        return 0
     figures = build_bench.run_bench(args.src, cfg, limit=args.limit or 64)
     if args.json:
         print(json.dumps(figures, indent=1))

@@ -63,7 +63,8 @@ def add_build_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--flow-scale", type=float, default=f.scale, help="pixels per stored flow unit (int types)")
     p.add_argument("--flow-precision", default=f.precision, choices=FLOW_PRECISIONS,
                    help="PWC-Net arithmetic: bf16/fp16 autocast is several times faster on GPUs and on CPUs with "
-                        "AMX (fp16: CUDA only) and moves the flow slightly (see README: Flow backends)")
+                        "AMX (fp16: CUDA only) and moves the flow slightly (see README: Flow backends); auto: "
+                        "a one-second probe where flow runs keeps the faster, named in the summary")
     p.add_argument("--device", default=f.device, choices=FLOW_DEVICES, help="where PWC-Net runs")
     p.add_argument("--batch-pairs", type=int, default=f.batch_pairs, help="frame pairs per PWC-Net forward pass")
     p.add_argument("--detector", default=r.detector, choices=DETECTORS, help="dlib face detector")

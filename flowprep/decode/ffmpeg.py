@@ -1,4 +1,8 @@
-"""Decode a video to grayscale frames, and its audio to 16 kHz mono, with ffmpeg (through ffmpeg-python).
+"""Decode a video to grayscale frames, and its audio to 16 kHz mono, with the ffmpeg program (ffmpeg-python).
+
+One program run per clip: the reference the in-process path (:mod:`flowprep.decode.inprocess`, the
+default) is tested against, and the decoder when ``$FLOWPREP_FFMPEG`` names a program. The rule that
+judges a stream complete (:func:`check_complete`) and the audio cut (:func:`place_audio`) are shared.
 
 The binary is the one named by ``$FLOWPREP_FFMPEG`` or, by default, the static build that
 imageio-ffmpeg ships, so every machine decodes with the same ffmpeg. No ffprobe is needed:
@@ -54,7 +58,7 @@ _TRUNCATION_MARKERS = (
 )
 # Containers whose reported duration comes from their header (survives truncation); ffmpeg estimates
 # the others' (MPEG-PS/TS from the file size, AVI from the packets it finds).
-_HEADER_DURATION_FORMATS = ("mov,mp4", "matroska")
+HEADER_DURATION_FORMATS = ("mov,mp4", "matroska")
 
 
 @dataclass
@@ -134,11 +138,11 @@ def decode_gray(path: str | Path, max_frames: int | None = None, expected_frames
             .run(cmd=ffmpeg_binary(), capture_stdout=True, capture_stderr=True)
         )
     except ffmpeg.Error as exc:
-        raise DecodeError(_failure_reason(exc.stderr) or "ffmpeg could not decode the file") from None
+        raise DecodeError(failure_reason(exc.stderr) or "ffmpeg could not decode the file") from None
     frames = _parse_pgm_stream(raw)
     log = err.decode(errors="replace")
     if frames.shape[0] == 0:
-        raise DecodeError(_failure_reason(err) or "no video frames decoded")
+        raise DecodeError(failure_reason(err) or "no video frames decoded")
     fps = _frame_rate(log, path)
     if max_frames is None:
         _check_complete(frames.shape[0], log, path, fps, expected_frames)
@@ -184,7 +188,7 @@ def declared_frames(log: str, path: Path, fps: float) -> int | None:
     name = fmt.group(1) if fmt else ""
     if name == "avi":
         return avi_video_frames(path)
-    if any(name.startswith(f) for f in _HEADER_DURATION_FORMATS):
+    if any(name.startswith(f) for f in HEADER_DURATION_FORMATS):
         duration = _duration_s(log)
         return int(round(duration * fps)) if duration > 0 else None
     return None
@@ -201,9 +205,14 @@ def _truncation_error(log: str) -> str:
 
 
 def _check_complete(count: int, log: str, path: Path, fps: float, expected: int | None) -> None:
-    """Raise DecodeError when the evidence says the stream ended before its end (see decode_gray)."""
-    declared = declared_frames(log, path, fps)
-    broken = _truncation_error(log)
+    """Raise DecodeError when the evidence in ffmpeg's report says the stream ended early (see decode_gray)."""
+    check_complete(count, declared_frames(log, path, fps), _truncation_error(log), expected)
+
+
+def check_complete(count: int, declared: int | None, broken: str, expected: int | None) -> None:
+    """Raise DecodeError when the evidence says the stream ended before its end: ``broken`` (the
+    decoder's or demuxer's own words for a cut, "" when none), fewer frames than the container
+    ``declared`` or than the layout ``expected``. Both decode paths judge with this one rule."""
     short_of_container = declared is not None and count < _MIN_FRAME_SHARE * declared - 1
     short_of_layout = expected is not None and count < expected
     if not (broken or short_of_container or short_of_layout):
@@ -264,12 +273,12 @@ def decode_audio(
         if "Duration:" in log and not _AUDIO_STREAM.search(log):
             raise AudioError("no audio stream") from None
         if "Duration:" not in log or _VIDEO_STREAM.search(log):
-            raise AudioError(_failure_reason(exc.stderr) or "ffmpeg could not decode the audio") from None
+            raise AudioError(failure_reason(exc.stderr) or "ffmpeg could not decode the audio") from None
         probed = False
         try:  # an audio-only file: no first frame to align to, timeline 0 it is
             raw, err = _run(audio)
         except ffmpeg.Error as exc2:
-            raise AudioError(_failure_reason(exc2.stderr) or "ffmpeg could not decode the audio") from None
+            raise AudioError(failure_reason(exc2.stderr) or "ffmpeg could not decode the audio") from None
     log = err.decode(errors="replace")
     samples = np.frombuffer(raw, np.int16 if dtype == "int16" else np.float32)
     if samples.size == 0:
@@ -278,6 +287,17 @@ def decode_audio(
     if probed and match is None:  # never guess an alignment
         raise AudioError("ffmpeg did not report the first video frame's time (showinfo); cannot align the audio")
     start_s = float(match.group(1)) if match else 0.0
+    return place_audio(samples, rate, start_s, num_frames, fps, _leading_pad(log, rate))
+
+
+def place_audio(
+    samples: np.ndarray, rate: int, start_s: float, num_frames: int | None, fps: float | None, pad: int
+) -> DecodedAudio:
+    """Cut ffmpeg's resampled output (sample 0 at the file's timeline 0) to the video's frames.
+
+    ``start_s``: the first video frame's time on that timeline; ``pad``: samples of silence ffmpeg put
+    before the audio stream's own start. Both decode paths end here.
+    """
     first = int(round(start_s * rate))  # the sample of ffmpeg's output where frame 0 starts
     if num_frames is not None:
         if not fps or fps <= 0:
@@ -291,7 +311,7 @@ def decode_audio(
         out[lo - first:hi - first] = samples[lo:hi]
     # the part of that window the audio stream really holds: after the silence ffmpeg put before the
     # stream's own start (first_pts=0), before its end
-    real = max(0, hi - max(lo, _leading_pad(log, rate)))
+    real = max(0, hi - max(lo, pad))
     coverage = real / want if want else 0.0
     if want and real == 0:
         raise AudioError("the audio stream holds no samples during the video")
@@ -340,7 +360,7 @@ def _duration_s(log: str) -> float:
     return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
 
 
-def _failure_reason(stderr: bytes | None) -> str:
+def failure_reason(stderr: bytes | None) -> str:
     """Why ffmpeg failed, in words a user can act on: a known cause, else its last error line."""
     lines = [_LOG_PREFIX.sub("", ln).strip() for ln in (stderr or b"").decode(errors="replace").splitlines()]
     text = "\n".join(lines)

@@ -257,3 +257,19 @@ def test_pwcnet_build_through_the_flow_actor(tmp_path, lrw_src, ray_cluster):
     inside = np.abs(exact) < 12.6  # int8 at 0.1 px saturates beyond 12.7 px
     assert inside.mean() > 0.5
     assert np.abs(stored - exact)[inside].max() <= 0.05 + 1e-3
+
+
+def test_pwcnet_precision_auto_is_probed_in_the_actor_and_named(tmp_path, lrw_src, ray_cluster):
+    """--flow-precision auto: the flow actor probes fp32 against bf16 on its own CPU and keeps the faster;
+    the summary and the manifest name the choice with the probe's figures (flowprep/flow/precision.py)."""
+    from flowprep.flow.pwcnet import save_random_pwcnet_checkpoint
+
+    ckpt = save_random_pwcnet_checkpoint(tmp_path / "pwcnet-random.ckpt", seed=0)
+    cfg = BuildConfig(flow=FlowConfig(backend="pwcnet", ckpt=str(ckpt), device="cpu", batch_pairs=64,
+                                      precision="auto"), limit=1, shard_size=1)
+    report = build(lrw_src, tmp_path / "out", cfg, progress=False, executor=ray_cluster)
+    assert report.exit_code == EXIT_OK and report.clips == 1
+    info = json.loads((tmp_path / "out" / "manifest.json").read_text())["flow_backend"]
+    chosen = info["options"]["dtype"]
+    assert chosen in ("fp32", "bf16") and info["precision_auto"].startswith(f"{chosen} (--flow-precision auto on cpu")
+    assert f"flow precision: {info['precision_auto']}" in report.lines()
