@@ -24,7 +24,7 @@ from pathlib import Path
 from . import __version__
 from .config import BuildConfig, FlowConfig, RoiConfig
 from .cliforms import Help as _Help
-from .cliforms import Parser, add_folder_argument, resolve_folder
+from .cliforms import Parser, add_folder_argument, byte_size, resolve_folder
 from .errors import EXIT_FATAL, EXIT_OK, FlowprepError
 
 DESCRIPTION = """\
@@ -152,7 +152,7 @@ def _parser() -> argparse.ArgumentParser:
     b = sub.add_parser("build", help="videos -> mouth ROIs -> optical flow -> HDF5 shards",
                        description="Build shards from a folder of videos. Rerunning the same command resumes.",
                        epilog=EXIT_HELP, formatter_class=_Help)
-    b.add_argument("--src", required=True, help="folder of videos (LRW's lipread_mp4/, GRID, or any folder)")
+    b.add_argument("--src", required=True, help="folder of videos (LRW's lipread_mp4/, LRS2/LRS3, GRID, or any folder)")
     b.add_argument("--out", required=True, help="output folder for shards, manifest.json and failures.jsonl")
     _add_build_options(b)
     b.add_argument("--overwrite", action="store_true", help="discard an earlier build in --out and start over")
@@ -198,7 +198,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _add_build_options(p: argparse.ArgumentParser) -> None:
     d, f, r = BuildConfig(), FlowConfig(), RoiConfig()
-    p.add_argument("--layout", default=d.layout, choices=["auto", "lrw", "grid", "folder"],
+    p.add_argument("--layout", default=d.layout, choices=["auto", "lrw", "lrs", "grid", "folder"],
                    help="source layout; auto detects it")
     p.add_argument("--flow", default=f.backend, choices=["pwcnet", "dis", "farneback"],
                    help="optical-flow backend; dis and farneback are CPU-only")
@@ -215,6 +215,15 @@ def _add_build_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--detector", default=r.detector, choices=["hog", "cnn"], help="dlib face detector")
     p.add_argument("--workers", type=int, default=None, help="CPU workers of the local cluster (default: all cores)")
     p.add_argument("--shard-size", type=int, default=d.shard_size, help="clips per shard file")
+    p.add_argument("--shard-bytes", type=byte_size, default=None, metavar="SIZE",
+                   help="also close a shard before its clips' stored bytes (estimated from each video's frame count, "
+                        "before compression) pass SIZE, e.g. 2G: for corpora of long clips (LRS2/LRS3)")
+    p.add_argument("--landmarks", default=None, metavar="DIR",
+                   help="use published 68-point landmarks instead of detecting faces: DIR/<clip id>.pkl (a list over "
+                        "frames of (68,2) arrays or None) or .npz (array 'landmarks', (T,68,2), NaN when missing)")
+    p.add_argument("--landmarks-fallback", default=d.landmarks_fallback, choices=["fail", "detect"],
+                   help="a clip whose landmark file is missing, refused or of another length: a failure record, "
+                        "or detected as usual")
     p.add_argument("--compression", default=d.compression, choices=["lz4hc", "zstd", "gzip", "none"],
                    help="HDF5 compression: lz4hc reads fastest, zstd is ~15%% smaller")
     p.add_argument("--audio", action="store_true",
@@ -227,7 +236,7 @@ def _add_build_options(p: argparse.ArgumentParser) -> None:
                    help="build only these classes (LRW words), comma-separated or one per line in FILE; labels "
                         "keep the indices of the whole tree's word list, so a partial build matches a full one")
     p.add_argument("--splits", default=None, metavar="SPLIT,SPLIT",
-                   help="build only these splits (train, val, test), comma-separated")
+                   help="build only these splits (train, val, test; LRS: pretrain, trainval, main), comma-separated")
     p.add_argument("--ray-address", default=None,
                    help="an existing Ray cluster, e.g. HEAD_IP:6379 (default: start a local one); --out must then "
                         "be on a filesystem every node mounts at the same path")
@@ -267,6 +276,9 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
         min_frames=getattr(args, "min_frames", BuildConfig.min_frames),
         words=_names(getattr(args, "words", None), "--words"),
         splits=_names(getattr(args, "splits", None), "--splits"),
+        shard_bytes=getattr(args, "shard_bytes", None),
+        landmarks=getattr(args, "landmarks", None),
+        landmarks_fallback=getattr(args, "landmarks_fallback", BuildConfig.landmarks_fallback),
     )
 
 

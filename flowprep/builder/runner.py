@@ -28,7 +28,7 @@ from ..shards.manifest import Manifest
 from ..sources import scan
 from . import stages
 from .executor import RayExecutor
-from .plan import PlannedShard, plan_shards
+from .plan import PlannedShard, plan_build
 from .report import BuildReport
 
 # Clips per flow call = batch_pairs / this: LRW clips have 28 pairs; longer clips just make bigger calls.
@@ -57,11 +57,15 @@ def build(
 
 def _build_locked(src: Path, out: Path, cfg: BuildConfig, overwrite: bool, progress: bool,
                   executor: RayExecutor | None) -> BuildReport:
+    if cfg.landmarks is not None:  # a wrong folder fails now, not once per clip
+        from ..roi.imported import landmarks_folder
+
+        cfg = cfg.replace(landmarks=landmarks_folder(cfg.landmarks))
     found = scan(src, cfg.layout, cfg.words, cfg.splits)  # says so when --src is missing or not a folder
     records, layout = found.records, found.layout
     if cfg.limit is not None:
         records = records[: cfg.limit]
-    plan = plan_shards(records, cfg.shard_size)
+    plan = plan_build(records, cfg)
     if cfg.flow.backend == "pwcnet":
         from ..flow.pwcnet import resolve_checkpoint
 
