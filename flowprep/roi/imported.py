@@ -51,17 +51,21 @@ class LandmarkError(ClipError):
     stage = "landmarks"
 
 
+class RefusedGlobal(pickle.UnpicklingError):
+    """The pickle names something a landmark file never holds; it was not looked up, let alone called."""
+
+
 class LandmarkUnpickler(pickle.Unpickler):
     """Unpickles lists, tuples, None, numbers and numpy arrays; any other global is refused unresolved."""
 
     def find_class(self, module: str, name: str):
         found = ALLOWED_GLOBALS.get((module, name))
         if found is None:
-            raise pickle.UnpicklingError(f"it names {module}.{name}, which a landmark file never holds")
+            raise RefusedGlobal(f"it names {module}.{name}, which a landmark file never holds")
         return found
 
     def persistent_load(self, pid):
-        raise pickle.UnpicklingError("it refers to outside objects (persistent ids)")
+        raise RefusedGlobal("it refers to outside objects (persistent ids)")
 
 
 def load_pickle(data: bytes):
@@ -95,7 +99,7 @@ def read_landmarks(path: str | Path) -> np.ndarray:
         return _from_npz(data, path)
     try:
         obj = load_pickle(data)
-    except pickle.UnpicklingError as exc:
+    except RefusedGlobal as exc:
         raise LandmarkError(f"landmark file {path} refused, nothing in it was run: {exc}") from None
     except Exception as exc:  # truncated or garbled: say so, whatever pickle's error
         raise LandmarkError(f"landmark file {path} is not a readable pickle ({type(exc).__name__}: {exc})") from None

@@ -61,21 +61,25 @@ def read_transcript(path: str) -> tuple[str, tuple[tuple[str, float, float], ...
 
 
 def _corpus_root(root: Path) -> tuple[Path, str | None]:
-    """(folder holding the sets, "lrs3" | "lrs2" | None) for ``root`` or its ``mvlrs_v1`` child."""
-    for base in (root, root / LRS2_INNER):
+    """(folder holding the sets, "lrs3" | "lrs2" | None) for ``root`` or its ``mvlrs_v1`` child.
+    Lists ``root`` once (and that child only when it is there): detection must stay cheap."""
+    names = {e.name for e in list_dir(root) if e.is_dir()}
+    base = root
+    if LRS2_INNER in names:
+        base = root / LRS2_INNER
         names = {e.name for e in list_dir(base) if e.is_dir()}
-        if "trainval" in names or ("test" in names and "main" not in names):
-            return base, "lrs3"
-        if "main" in names or "pretrain" in names:
-            return base, "lrs2"
+    if "trainval" in names or ("test" in names and "main" not in names):
+        return base, "lrs3"
+    if "main" in names or "pretrain" in names:
+        return base, "lrs2"
     return root, None
 
 
 def _has_clip(folder: str) -> bool:
-    """Whether one of the first few ID/SPEAKER folders of a set holds an .mp4 with its .txt."""
+    """Whether one of the first few ID/SPEAKER folders of a set holds an NNNNN.mp4 with its .txt."""
     for sub in sorted((e for e in list_dir(folder) if e.is_dir()), key=lambda e: e.name)[:3]:
         names = {e.name for e in list_dir(sub.path)}
-        if any(n.endswith(".mp4") and n[:-4] + ".txt" in names for n in names):
+        if any(n.endswith(".mp4") and n[:-4].isdigit() and n[:-4] + ".txt" in names for n in names):
             return True
     return False
 
