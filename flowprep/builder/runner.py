@@ -264,7 +264,8 @@ def _run(ex, manifest: Manifest, todo, cfg: BuildConfig, out: Path, report: Buil
         return
     cpus = max(1, int(resources["CPU"]))
     # Enough shards in flight to keep every CPU busy across shard boundaries, few enough to bound memory.
-    max_inflight = max(2, math.ceil(4 * cpus / cfg.shard_size) + 1)
+    per_shard = max(1, sum(len(p.records) for p in todo) // len(todo))  # fewer than shard_size with --shard-bytes
+    max_inflight = max(2, math.ceil(4 * cpus / per_shard) + 1)
     attrs = _shard_attrs(manifest, cfg)
     total = sum(len(p.records) for p in todo)
     nodes = int(resources["nodes"])
