@@ -21,8 +21,10 @@ RUNTIME_FIELDS = frozenset({"device", "batch_pairs", "workers", "ray_address", "
 AUDIO_FIELDS = ("audio", "audio_rate")
 # Fields added after the first builds: in the fingerprint only when they differ from these values, so
 # folders built before them keep their fingerprint (and resume).
-LATER_DEFAULTS = {"min_frames": 2, "words": None, "splits": None}
+LATER_DEFAULTS = {"min_frames": 2, "words": None, "splits": None, "shard_bytes": None, "landmarks": None,
+                  "landmarks_fallback": "fail"}
 SPLIT_NAMES = ("train", "val", "test")
+CORPUS_SPLITS = ("pretrain", "trainval", "main")  # the LRS2/LRS3 sets that are splits of their own
 # The names each option accepts: the command line offers these, and the dataclasses refuse others, so
 # the Python API refuses what `flowprep build` refuses. (Layouts are checked by flowprep.sources.)
 FLOW_BACKENDS = ("pwcnet", "dis", "farneback")
@@ -131,6 +133,11 @@ class BuildConfig:
     # of the source tree, so a partial build stays compatible with a full one. None: all of them.
     words: tuple[str, ...] | None = None
     splits: tuple[str, ...] | None = None
+    # Close a shard before its clips' estimated stored bytes pass this (besides shard_size); None: count only.
+    shard_bytes: int | None = None
+    # A folder of per-clip landmark files (<clip_id>.pkl or .npz, see flowprep.roi.imported): no detection.
+    landmarks: str | None = None
+    landmarks_fallback: str = "fail"  # a clip without a usable file: "fail" (failure record) or "detect"
 
     def __post_init__(self) -> None:
         if not _whole(self.shard_size) or self.shard_size < 1:
@@ -152,9 +159,14 @@ class BuildConfig:
             if not value or any(not v for v in value):
                 raise FlowprepError(f"--{name}: give at least one name, comma-separated and none empty")
             object.__setattr__(self, name, value)
-        bad = [s for s in self.splits or () if s not in SPLIT_NAMES]
+        bad = [s for s in self.splits or () if s not in SPLIT_NAMES + CORPUS_SPLITS]
         if bad:
-            raise FlowprepError(f"--splits: {', '.join(bad)} is not a split; choose among {', '.join(SPLIT_NAMES)}")
+            raise FlowprepError(f"--splits: {', '.join(bad)} is not a split; choose among "
+                                f"{', '.join(SPLIT_NAMES + CORPUS_SPLITS)}")
+        if self.shard_bytes is not None and (isinstance(self.shard_bytes, bool) or self.shard_bytes < 1):
+            raise FlowprepError(f"--shard-bytes {self.shard_bytes}: give a size in bytes, at least 1 (e.g. 2G, 500M)")
+        if self.landmarks_fallback not in ("fail", "detect"):
+            raise FlowprepError(f"--landmarks-fallback {self.landmarks_fallback!r}: choose fail or detect")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

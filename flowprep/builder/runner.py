@@ -29,7 +29,7 @@ from ..sources import scan
 from . import stages
 from .executor import RayExecutor
 from .feed import FlowFeed
-from .plan import PlannedShard, plan_shards
+from .plan import PlannedShard, plan_build
 from .report import BuildReport
 from .startup import start_while
 
@@ -59,6 +59,11 @@ def _build_locked(src: Path, out: Path, cfg: BuildConfig, overwrite: bool, progr
                   executor: RayExecutor | None) -> BuildReport:
     from ..flow import check
 
+    if cfg.landmarks is not None:  # a wrong folder fails now, not once per clip
+        from ..roi.imported import landmarks_folder
+
+        cfg = cfg.replace(landmarks=landmarks_folder(cfg.landmarks))
+
     check(cfg.flow)  # an unknown backend, missing weights: fail in a second, with the fix, not after starting a cluster
     if not src.is_dir():
         scan(src, cfg.layout, cfg.words, cfg.splits)  # says what is wrong with --src, before any cluster starts
@@ -84,7 +89,7 @@ def _prepare(src: Path, out: Path, cfg: BuildConfig, overwrite: bool) -> tuple[M
     records, layout = found.records, found.layout
     if cfg.limit is not None:
         records = records[: cfg.limit]
-    plan = plan_shards(records, cfg.shard_size)
+    plan = plan_build(records, cfg)
     manifest = _open_manifest(out, src, layout, cfg, overwrite)
     _remove_stale_temporaries(out)
     manifest.discovery_failures = [s.to_failure() for s in found.skipped]
@@ -266,7 +271,8 @@ def _run(ex, manifest: Manifest, todo, cfg: BuildConfig, out: Path, report: Buil
         return
     cpus = max(1, int(resources["CPU"]))
     # Enough shards in flight to keep every CPU busy across shard boundaries, few enough to bound memory.
-    max_inflight = max(2, math.ceil(4 * cpus / cfg.shard_size) + 1)
+    per_shard = max(1, sum(len(p.records) for p in todo) // len(todo))  # fewer than shard_size with --shard-bytes
+    max_inflight = max(2, math.ceil(4 * cpus / per_shard) + 1)
     attrs = _shard_attrs(manifest, cfg)
     total = sum(len(p.records) for p in todo)
     nodes = int(resources["nodes"])

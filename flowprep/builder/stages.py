@@ -101,7 +101,7 @@ def crop_clip(record: ClipRecord, cfg: BuildConfig) -> ClipResult | ClipFailure:
             t1 = time.perf_counter()
             timings["audio_s"] = t1 - t0 - timings["decode_s"]
         stage = "roi"
-        roi = _extractor(cfg)(video.frames)
+        roi = _extractor(cfg)(video.frames, _imported_landmarks(record, video.num_frames, cfg))
         t2 = time.perf_counter()
         timings["roi_s"] = t2 - t1
         result = ClipResult(
@@ -128,6 +128,15 @@ def crop_clip(record: ClipRecord, cfg: BuildConfig) -> ClipResult | ClipFailure:
         where = traceback.extract_tb(exc.__traceback__)[-1]
         reason = f"{type(exc).__name__}: {exc} (at {where.filename.rsplit('/', 1)[-1]}:{where.lineno})"
         return ClipFailure(record, stage, reason, timings)
+
+
+def _imported_landmarks(record: ClipRecord, num_frames: int, cfg: BuildConfig):
+    """The clip's landmarks from --landmarks (None: detect them), or a ClipError at stage "landmarks"."""
+    if cfg.landmarks is None:
+        return None
+    from ..roi.imported import imported_landmarks
+
+    return imported_landmarks(record.clip_id, num_frames, cfg.landmarks, cfg.landmarks_fallback)
 
 
 def _decode_audio(record: ClipRecord, video, cfg: BuildConfig):

@@ -18,7 +18,7 @@ from ..config import (COMPRESSIONS, DETECTORS, DIS_PRESETS, FLOW_BACKENDS, FLOW_
                       FLOW_PRECISIONS, BuildConfig, FlowConfig, RoiConfig)
 from ..errors import FlowprepError
 from ..sources import LAYOUTS
-from .forms import Help, comma_list
+from .forms import Help, byte_size, comma_list
 
 EXIT_HELP = """\
 exit status: 0 every clip built; 3 the build completed but some clips failed (see failures.jsonl);
@@ -39,7 +39,7 @@ def register(commands) -> None:
     b = commands.add_parser("build", help="videos -> mouth ROIs -> optical flow -> HDF5 shards",
                             description="Build shards from a folder of videos. Rerunning the same command resumes.",
                             epilog=EXIT_HELP, formatter_class=Help)
-    b.add_argument("--src", required=True, help="folder of videos (LRW's lipread_mp4/, GRID, or any folder)")
+    b.add_argument("--src", required=True, help="folder of videos (LRW's lipread_mp4/, LRS2/LRS3, GRID, or any folder)")
     b.add_argument("--out", required=True, help="output folder for shards, manifest.json and failures.jsonl")
     add_build_options(b)
     b.add_argument("--overwrite", action="store_true", help="discard an earlier build in --out and start over")
@@ -70,6 +70,15 @@ def add_build_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--detector", default=r.detector, choices=DETECTORS, help="dlib face detector")
     p.add_argument("--workers", type=int, default=None, help="CPU workers of the local cluster (default: all cores)")
     p.add_argument("--shard-size", type=int, default=d.shard_size, help="clips per shard file")
+    p.add_argument("--shard-bytes", type=byte_size, default=None, metavar="SIZE",
+                   help="also close a shard before its clips' stored bytes (estimated from each video's frame count, "
+                        "before compression) pass SIZE, e.g. 2G: for corpora of long clips (LRS2/LRS3)")
+    p.add_argument("--landmarks", default=None, metavar="DIR",
+                   help="use published 68-point landmarks instead of detecting faces: DIR/<clip id>.pkl (a list over "
+                        "frames of (68,2) arrays or None) or .npz (array 'landmarks', (T,68,2), NaN when missing)")
+    p.add_argument("--landmarks-fallback", default=d.landmarks_fallback, choices=["fail", "detect"],
+                   help="a clip whose landmark file is missing, refused or of another length: a failure record, "
+                        "or detected as usual")
     p.add_argument("--compression", default=d.compression, choices=COMPRESSIONS,
                    help="HDF5 compression: lz4hc reads fastest, zstd is ~15%% smaller")
     p.add_argument("--audio", action="store_true",
@@ -82,7 +91,7 @@ def add_build_options(p: argparse.ArgumentParser) -> None:
                    help="build only these classes (LRW words), comma-separated or one per line in FILE; labels "
                         "keep the indices of the whole tree's word list, so a partial build matches a full one")
     p.add_argument("--splits", default=None, metavar="SPLIT,SPLIT",
-                   help="build only these splits (train, val, test), comma-separated")
+                   help="build only these splits (train, val, test; LRS: pretrain, trainval, main), comma-separated")
     p.add_argument("--ray-address", default=None,
                    help="an existing Ray cluster, e.g. HEAD_IP:6379 (default: start a local one); --out must then "
                         "be on a filesystem every node mounts at the same path")
@@ -109,6 +118,9 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
         min_frames=getattr(args, "min_frames", BuildConfig.min_frames),
         words=_names(getattr(args, "words", None), "--words"),
         splits=_names(getattr(args, "splits", None), "--splits"),
+        shard_bytes=getattr(args, "shard_bytes", None),
+        landmarks=getattr(args, "landmarks", None),
+        landmarks_fallback=getattr(args, "landmarks_fallback", BuildConfig.landmarks_fallback),
     )
 
 

@@ -85,3 +85,19 @@ def resolve_folder(args: argparse.Namespace) -> None:
     args.root = args.root or args.shards_dir
     if not args.root:
         parser.error("give the shard folder: --shards DIR (a folder written by `flowprep build`)")
+
+
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def byte_size(text: str) -> int:
+    """A size such as 2G, 500M, 64KiB or 1048576 (binary units), for argparse's ``type=``."""
+    value = text.strip().upper().removesuffix("B").removesuffix("I")
+    unit = value[-1:] if value[-1:] in _UNITS else ""
+    try:
+        number = float(value[: len(value) - len(unit)])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size: write e.g. 2G, 500M or 1048576") from None
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: a size must be more than 0")
+    return int(number * _UNITS[unit])

@@ -24,6 +24,9 @@ def pad_collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
             own[key] = _pad(values)
             own[length_key] = torch.tensor([len(v) for v in values])
             batch = [{k: v for k, v in s.items() if k != key} for s in batch]
+    if "words" in batch[0]:  # word timings: a list per clip, of any length, kept as lists
+        own["words"] = [s["words"] for s in batch]
+        batch = [{k: v for k, v in s.items() if k != "words"} for s in batch]
     if bool((lengths == lengths[0]).all()):  # the fixed-length path: plain stacking
         out = default_collate(batch)
         out["lengths"] = lengths

@@ -8,6 +8,7 @@ pickled: h5py objects cannot cross processes.
 from __future__ import annotations
 
 import bisect
+import json
 import os
 from collections import OrderedDict
 from pathlib import Path
@@ -95,6 +96,9 @@ class ShardDataset(Dataset):
         for key in self.streams:
             sample[key] = torch.from_numpy(sample[key])
         sample["boundary"] = torch.from_numpy(sample["boundary"])
+        sample.setdefault("text", "")  # what is said (GRID, LRS2/LRS3); "" when the source does not say
+        # [(word, start_s, end_s), ...] from the shard's JSON word_times; [] when unknown
+        sample["words"] = [(str(w), float(a), float(z)) for w, a, z in json.loads(sample.get("word_times") or "[]")]
         return self.transform(sample) if self.transform else sample
 
     def _open(self, name: str) -> ShardFile:

@@ -61,3 +61,75 @@ def mpeg_video_frame_rate(path: str | Path) -> float | None:
         return None
     code = data[at + 7] & 0x0F  # after 12 bits width, 12 bits height, 4 bits aspect ratio
     return _MPEG_FRAME_RATES.get(code)
+
+
+def mp4_video_frames(path: str | Path) -> int | None:
+    """The sample (frame) count of an MP4/MOV's first video track (its stsz box), None when the file
+    is not an MP4 or has no readable index. Reads box headers and the index, wherever it sits
+    (ffmpeg writes it at the end unless asked for +faststart), never the media data."""
+    try:
+        with open(path, "rb") as fh:
+            moov = _top_level_box(fh, b"moov")
+    except OSError:
+        return None
+    if moov is None:
+        return None
+    for trak in _boxes(moov, b"trak"):
+        for mdia in _boxes(trak, b"mdia"):
+            handlers = [h for h in _boxes(mdia, b"hdlr") if len(h) >= 12]
+            if not handlers or handlers[0][8:12] != b"vide":
+                continue
+            for stsz in _path(mdia, (b"minf", b"stbl", b"stsz")):
+                if len(stsz) >= 12:
+                    return struct.unpack_from(">I", stsz, 8)[0] or None
+    return None
+
+
+def _top_level_box(fh, kind: bytes, limit: int = 64 << 20) -> bytes | None:
+    """The body of the first top-level box ``kind`` (at most ``limit`` bytes), skipping the others by seeking."""
+    while True:
+        header = fh.read(8)
+        if len(header) < 8:
+            return None
+        size, found = struct.unpack(">I4s", header)
+        start = 8
+        if size == 1:
+            large = fh.read(8)
+            if len(large) < 8:
+                return None
+            (size,) = struct.unpack(">Q", large)
+            start = 16
+        if found == kind:
+            body_size = size - start if size else limit
+            if body_size < 0 or body_size > limit:
+                return None
+            return fh.read(body_size)
+        if size == 0 or size < start:  # runs to the end of the file, or garbled
+            return None
+        fh.seek(size - start, 1)
+
+
+def _boxes(data: bytes, kind: bytes):
+    """The bodies of the boxes ``kind`` directly inside ``data``."""
+    pos = 0
+    while pos + 8 <= len(data):
+        size, found = struct.unpack_from(">I4s", data, pos)
+        start = 8
+        if size == 1 and pos + 16 <= len(data):
+            (size,) = struct.unpack_from(">Q", data, pos + 8)
+            start = 16
+        if size == 0:
+            size = len(data) - pos
+        if size < start:
+            return
+        if found == kind:
+            yield data[pos + start:pos + size]
+        pos += size
+
+
+def _path(data: bytes, kinds: tuple[bytes, ...]):
+    if not kinds:
+        yield data
+        return
+    for body in _boxes(data, kinds[0]):
+        yield from _path(body, kinds[1:])

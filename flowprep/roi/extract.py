@@ -11,7 +11,7 @@ from ..config import RoiConfig
 from ..errors import NoFaceError
 from .align import MOUTH, apply_transforms, crop_transforms, fill_gaps, smooth
 from .dlib_files import load_dlib
-from .tracker import DETECTED, MISSED, TRACKED, LandmarkTracker
+from .tracker import DETECTED, IMPORTED, MISSED, TRACKED, LandmarkTracker, Track
 
 
 @dataclass
@@ -28,15 +28,29 @@ class MouthRoiExtractor:
     def __init__(self, cfg: RoiConfig | None = None):
         self.cfg = cfg or RoiConfig()
 
-    def __call__(self, frames: np.ndarray) -> RoiResult:
+    def __call__(self, frames: np.ndarray, landmarks: np.ndarray | None = None) -> RoiResult:
+        """Crops of ``frames``, from landmarks found here or, when given, ``landmarks`` (float [T,68,2] in
+        frame pixels, NaN rows for frames without a face: see imported.py), which skips dlib altogether."""
         cfg = self.cfg
-        track = LandmarkTracker(cfg, *load_dlib(cfg.detector))(frames)
+        if landmarks is not None:
+            missing = np.isnan(landmarks).any(axis=(1, 2))
+            track = Track(landmarks.astype(np.float32), np.where(missing, MISSED, IMPORTED).astype(np.int8), 0)
+            return self._crop(frames, track, "imported")
+        track = self.track(frames)
         detector = cfg.detector
         if (track.how == MISSED).all() and cfg.detector == "hog" and cfg.cnn_fallback:
             track, detector = self._cnn_retry(frames) or track, "cnn"
         if (track.how == MISSED).all():
             tried = "hog, cnn" if detector == "cnn" or cfg.cnn_fallback else cfg.detector
             raise NoFaceError(f"no face found in any of the {len(frames)} frames ({tried})")
+        return self._crop(frames, track, detector)
+
+    def track(self, frames: np.ndarray) -> Track:
+        """dlib's landmarks on every frame (NaN where no face was found), before any gap filling."""
+        return LandmarkTracker(self.cfg, *load_dlib(self.cfg.detector))(frames)
+
+    def _crop(self, frames: np.ndarray, track: Track, detector: str) -> RoiResult:
+        cfg = self.cfg
         raw, filled = fill_gaps(track.landmarks)
         smoothed = smooth(raw, cfg.smooth_window)
         affine = crop_transforms(smoothed, cfg.size, cfg.face_width)
@@ -61,6 +75,7 @@ class MouthRoiExtractor:
             if len(frames) > 1 else 0.0,
             "face_width_px": float(np.median(face_width)),
             "cnn_detector": float(detector == "cnn"),
+            "landmarks_imported": float(detector == "imported"),  # from --landmarks files, no detection
         }
         return RoiResult(gray, apply_transforms(raw, affine).astype(np.float32), affine, qc)
 

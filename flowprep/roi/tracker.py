@@ -15,14 +15,14 @@ import numpy as np
 
 from ..config import RoiConfig
 
-MISSED, DETECTED, TRACKED = 0, 1, 2
+MISSED, DETECTED, TRACKED, IMPORTED = 0, 1, 2, 3  # IMPORTED: read from a landmark file (imported.py)
 PATCH = 24  # side of the face patch compared between frames
 
 
 @dataclass
 class Track:
     landmarks: np.ndarray  # float32 [T, 68, 2], NaN where no face was found
-    how: np.ndarray  # int8 [T]: MISSED, DETECTED or TRACKED
+    how: np.ndarray  # int8 [T]: MISSED, DETECTED, TRACKED or IMPORTED
     detections_run: int
 
 

@@ -1,6 +1,6 @@
 """Sources: turn a directory into clip records, one module per dataset layout.
 
-    records = discover("lipread_mp4/")          # layout detected: lrw, grid or folder
+    records = discover("lipread_mp4/")          # layout detected: lrw, lrs, grid or folder
     records = discover("videos/", layout="folder")
     found = scan("lipread_mp4/", words=["ABOUT", "WORLD"], splits=["train"])  # records + skipped entries
 
@@ -20,10 +20,11 @@ from ..errors import FlowprepError
 from .base import SPLITS, VIDEO_SUFFIXES, ClipRecord, Layout, Scan, SkippedEntry, check_root
 from .folder import FolderLayout
 from .grid import GridLayout
+from .lrs import LrsLayout
 from .lrw import LrwLayout
 
 # In detection order: the most specific layout first, the catch-all folder last.
-LAYOUTS: dict[str, type[Layout]] = {cls.name: cls for cls in (LrwLayout, GridLayout, FolderLayout)}
+LAYOUTS: dict[str, type[Layout]] = {cls.name: cls for cls in (LrwLayout, LrsLayout, GridLayout, FolderLayout)}
 
 
 def detect_layout(src_dir: str | Path) -> str:

@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..dataset import ShardDataset, flow_to_pixels, pad_collate
+from ..errors import FlowprepError
 from ..transforms import MOUTH_POINTS, CenterCrop, Compose, Normalize, RandomCrop, RandomHorizontalFlip, keypoint_heatmaps
 from .config import TrainConfig
 from .distributed import PlanSampler
@@ -65,6 +66,20 @@ def read_streams(streams: tuple[str, ...]) -> tuple[str, ...]:
     if "heatmap" not in streams:
         return streams
     return tuple(dict.fromkeys([s for s in streams if s != "heatmap"] + ["gray", "landmarks"]))
+
+
+SENTENCE_LAYOUTS = frozenset({"lrs"})
+
+
+def require_word_level(shards) -> None:
+    """The trainer classifies words (LRW semantics); sentence-level folders are refused with what to use instead."""
+    from ..shards.manifest import Manifest
+
+    layout = Manifest.load(shards).layout
+    if layout in SENTENCE_LAYOUTS:
+        raise FlowprepError(f"{shards} holds sentence-level clips ({layout}: LRS2/LRS3) and `flowprep train` trains "
+                            "word classifiers; read them in a sentence-level model through flowprep.ShardDataset "
+                            "(each sample has 'text' and 'words')")
 
 
 def dataset(cfg: TrainConfig, split: str, train: bool) -> EpochView:

@@ -227,6 +227,7 @@ def train(config: TrainConfig, on_epoch_end: Callable[[dict[str, Any]], None] | 
         torch.backends.cudnn.benchmark = True
     data.seed_everything(cfg.seed)
 
+    data.require_word_level(cfg.shards)
     train_ds = data.dataset(cfg, cfg.train_split, train=True)
     manifest = train_ds.manifest
     if len(train_ds) == 0:

@@ -15,7 +15,7 @@ from tests.sources.test_lrw import make_tree
 
 
 def test_layout_registry_order():
-    assert list(LAYOUTS) == ["lrw", "grid", "folder"]  # most specific first, the catch-all last
+    assert list(LAYOUTS) == ["lrw", "lrs", "grid", "folder"]  # most specific first, the catch-all last
     for name, layout in LAYOUTS.items():
         assert layout.name == name and layout.expects
 
@@ -45,7 +45,7 @@ def test_errors_say_what_is_wrong(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FlowprepError, match="is empty"):
         discover(tmp_path / "empty")
-    with pytest.raises(FlowprepError, match=r"unknown layout 'lrs3'; choose one of: auto, lrw, grid, folder"):
+    with pytest.raises(FlowprepError, match=r"unknown layout 'lrs3'; choose one of: auto, lrw, lrs, grid, folder"):
         discover(tmp_path, layout="lrs3")
 
 
