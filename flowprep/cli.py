@@ -191,6 +191,9 @@ def _parser() -> argparse.ArgumentParser:
     from .bench import add_bench_parser
 
     add_bench_parser(sub, _add_build_options, config_from_args)
+    from .reflow_cli import add_reflow_parser
+
+    add_reflow_parser(sub, _add_build_options, config_from_args)
     from .train.cli import add_train_parsers  # train, eval
     add_train_parsers(sub)
     return parser
