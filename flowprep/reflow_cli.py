@@ -34,7 +34,8 @@ def add_reflow_parser(sub, add_build_options: Callable[[argparse.ArgumentParser]
     p = sub.add_parser("reflow", help="new optical flow from the crops of a finished build (no decode, no detection)",
                        description=DESCRIPTION, formatter_class=Help)
     add_folder_argument(p)
-    p.add_argument("--out", required=True, help="a new folder for the reflowed shards, manifest.json and failures.jsonl")
+    p.add_argument("--out", required=True,
+                   help="a new folder for the reflowed shards, manifest.json and failures.jsonl")
     build_options = argparse.ArgumentParser(add_help=False)
     add_build_options(build_options)
     for action in build_options._actions:

@@ -25,6 +25,7 @@ import numpy as np
 
 from ..config import BuildConfig, FlowConfig
 from ..errors import FlowprepError
+from ..shards.layout import MANIFEST_NAME
 from ..shards.lock import BuildLock
 from ..shards.manifest import Manifest
 from ..shards.records import ClipFailure, ClipResult
@@ -33,8 +34,7 @@ from ..sources import ClipRecord
 from . import stages
 from .executor import RayExecutor
 from .report import BuildReport
-from .runner import (_check_shared_out, _clear, _differences, _reconcile, _remove_stale_temporaries, _run, _sees,
-                     _versions)
+from .runner import _clear, _differences, _reconcile, _remove_stale_temporaries, _run, _sees, _versions
 
 READ = stages.StageSpec("read", num_cpus=1.0)
 
@@ -188,11 +188,12 @@ def _check_shared_src(ex, src: Path) -> None:
     """Read tasks run on any node: each must see the source folder's manifest as the driver does."""
     if ex.resources()["nodes"] <= 1:
         return
-    mine = (src / "manifest.json").read_text()
-    blind = sorted(node for node, text in ex.on_each_node(_sees, str(src / "manifest.json")).items() if text != mine)
+    manifest = src / MANIFEST_NAME
+    mine = manifest.read_text()
+    blind = sorted(node for node, text in ex.on_each_node(_sees, str(manifest)).items() if text != mine)
     if blind:
         raise FlowprepError(f"the source folder {src} is not shared with every Ray node: {', '.join(blind)} cannot "
-                            "see it. Read tasks run on any node, so it must be mounted at the same path on all of them.")
+                            "see it. Read tasks run on any node, so it must be mounted at the same path on all.")
 
 
 # ---- the output folder -------------------------------------------------------------------------
@@ -201,7 +202,7 @@ def _open_manifest(out: Path, src: Path, parent: Manifest, cfg: BuildConfig, ove
                      layout=parent.layout, versions=_versions(), classes=list(parent.classes),
                      planned_clips=parent.planned_clips, discovery_failures=list(parent.discovery_failures),
                      parent=_parent_record(src, parent))
-    if not (out / "manifest.json").exists():
+    if not (out / MANIFEST_NAME).exists():
         return fresh
     if overwrite:
         _clear(out)

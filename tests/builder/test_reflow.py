@@ -19,13 +19,15 @@ from flowprep.builder import build, reflow
 from flowprep.cli import main as cli_main
 from flowprep.config import BuildConfig, FlowConfig
 from flowprep.errors import EXIT_FATAL, EXIT_PARTIAL, FlowprepError
+from flowprep.shards.lock import BuildLock
 from flowprep.shards.manifest import Manifest
 from flowprep.shards.verify import verify
 from tests import media
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 CLIPS = 2  # GRID clips in the source tree (75 frames each)
-DIS = BuildConfig(flow=FlowConfig(backend="dis", preset="ultrafast"), shard_size=2, workers=2)
+# with the clips' sound: a reflow carries every per-clip stream, audio included
+DIS = BuildConfig(flow=FlowConfig(backend="dis", preset="ultrafast"), shard_size=2, workers=2, audio=True)
 FARNEBACK = FlowConfig(backend="farneback")
 
 
@@ -80,7 +82,7 @@ def test_reflow_equals_a_direct_build_with_that_flow(grid_src, dis_build, reflow
     assert len(mine.shards) == 2  # the plan's two shards: a clip and the cut one, then the other clip
     for name in (s.name for s in mine.shards):
         a, b = _datasets(out / name), _datasets(direct / name)
-        assert set(a) == set(b) and {"gray", "flow", "landmarks", "affine", "clip_id", "text"} <= set(a)
+        assert set(a) == set(b) and {"gray", "flow", "landmarks", "affine", "audio", "clip_id", "text"} <= set(a)
         for key in a:
             assert a[key] == b[key], f"{name}: {key} differs from the direct build's"
         assert a["flow"] != _datasets(dis_build / name)["flow"]  # new flow, not the parent's copied
@@ -118,6 +120,10 @@ def test_an_interrupted_reflow_resumes_writing_only_what_is_missing(dis_build, r
 
     again = reflow(dis_build, out, FARNEBACK, progress=False, executor=ray_cluster)
     assert again.written_shards == 0 and again.skipped_shards == 2
+    twin = tmp_path / "twin"  # the same shards in another folder: another parent, not resumed into
+    shutil.copytree(dis_build, twin)
+    with pytest.raises(FlowprepError, match=r"another source.*parent folder: .*--overwrite"):
+        reflow(twin, out, FARNEBACK, progress=False, executor=ray_cluster)
     with pytest.raises(FlowprepError, match=r"flow.backend: 'farneback' -> 'dis'.*--overwrite"):
         reflow(dis_build, out, FlowConfig(backend="dis"), progress=False, executor=ray_cluster)
 
@@ -152,6 +158,11 @@ def test_a_source_that_is_incomplete_or_fails_verify_is_refused(dis_build, tmp_p
     assert code == EXIT_FATAL and "not a folder" in err
     code, err = _reflow_cli(capsys, str(dis_build), "--out", str(dis_build), "--flow", "farneback")
     assert code == EXIT_FATAL and "is the source folder" in err
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    with BuildLock(busy):  # one writer per folder, as for build
+        code, err = _reflow_cli(capsys, str(dis_build), "--out", str(busy), "--flow", "farneback")
+    assert code == EXIT_FATAL and "is being written by another build" in err
 
 
 def test_the_readme_reflow_command_runs(dis_build, reflowed, ray_cluster, tmp_path, monkeypatch, capsys):
@@ -182,7 +193,9 @@ def test_pwcnet_reflow_runs_in_the_flow_actor(lrw_tree, ray_cluster, tmp_path):
     from flowprep.flow.pwcnet import save_random_pwcnet_checkpoint
 
     parent = tmp_path / "parent"
-    build(lrw_tree, parent, DIS.replace(limit=1, shard_size=1), progress=False, executor=ray_cluster)
+    made = build(lrw_tree, parent, DIS.replace(limit=1, shard_size=1, audio=False), progress=False,
+                 executor=ray_cluster)
+    assert made.clips == 1
     ckpt = save_random_pwcnet_checkpoint(tmp_path / "pwcnet-random.ckpt", seed=0)
     flow = FlowConfig(backend="pwcnet", ckpt=str(ckpt), device="cpu", batch_pairs=64)
     out = tmp_path / "pwcnet"
