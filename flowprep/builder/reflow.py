@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 import traceback
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -221,35 +223,52 @@ def _open_manifest(out: Path, src: Path, parent: Manifest, cfg: BuildConfig, ove
 
 
 # ---- the read stage ----------------------------------------------------------------------------
-def read_clip(item: StoredClip | ClipFailure, cfg: BuildConfig) -> ClipResult | ClipFailure:
-    """One stored clip back as a ClipResult (crops, landmarks, affine, QC, audio, metadata), with its
-    new flow when the backend runs on CPU; a failure of the parent build passes through as it is."""
-    if isinstance(item, ClipFailure):
-        return item
+# Open shards kept per worker process: opening one reads its whole per-clip table (tens of ms), more
+# than reading a clip's crops, and a worker reads many clips of one shard in a row. The key holds the
+# file's identity, so a shard replaced under its name is opened afresh.
+OPEN_SHARDS = 2
+_open_shards: OrderedDict = OrderedDict()
+
+
+def _shard(path: str):
     from ..dataset.reader import ShardFile
 
-    timings: dict[str, float] = {}
-    record = ClipRecord(clip_id=item.clip_id, path=item.path, split=item.split, label=-1, word="", source="")
-    stage = "read"
+    st = os.stat(path)
+    key = (path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    shard = _open_shards.pop(key, None)
+    if shard is None:
+        shard = ShardFile(path)
+    _open_shards[key] = shard
+    while len(_open_shards) > OPEN_SHARDS:
+        _open_shards.popitem(last=False)[1].close()
+    return shard
+
+
+def read_clip(item: StoredClip | ClipFailure, cfg: BuildConfig) -> ClipResult | ClipFailure:
+    """One stored clip back as a ClipResult (crops, landmarks, affine, QC, audio, metadata), with its
+    new flow when the backend runs on CPU; a failure of the parent build passes through as it is.
+
+    A clip that cannot be read is not the clip's failure but a source that changed after it passed
+    verify: an error, so its shard is not written and the reflow ends incomplete, never short."""
+    if isinstance(item, ClipFailure):
+        return item
+    t0 = time.perf_counter()
     try:
-        t0 = time.perf_counter()
-        with ShardFile(item.path) as shard:
-            result = _stored_result(shard, item.index)
-        record = result.record
-        t1 = time.perf_counter()
-        timings["read_s"] = t1 - t0
-        result.timings = timings
-        if stages.flow_runs_in_crop(cfg):
-            stage = "flow"
+        result = _stored_result(_shard(item.path), item.index)
+    except (OSError, KeyError, ValueError, IndexError, FlowprepError) as exc:
+        raise FlowprepError(f"{item.path}: cannot read clip {item.clip_id} ({exc}); the source folder changed "
+                            "after the reflow checked it: run `flowprep verify` on it, then rerun") from None
+    t1 = time.perf_counter()
+    result.timings = {"read_s": t1 - t0}
+    if stages.flow_runs_in_crop(cfg):
+        try:
             stages._attach_flow([result], stages._flow_backend(cfg.flow), cfg.flow)
-            timings["flow_s"] = time.perf_counter() - t1
-        return result
-    except FlowprepError as exc:
-        return ClipFailure(record, stage, str(exc), timings)
-    except Exception as exc:  # a library error on odd data: record it, keep going
-        where = traceback.extract_tb(exc.__traceback__)[-1]
-        reason = f"{type(exc).__name__}: {exc} (at {where.filename.rsplit('/', 1)[-1]}:{where.lineno})"
-        return ClipFailure(record, stage, reason, timings)
+        except Exception as exc:  # as in a build: a clip the flow backend fails on is a failure record
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            reason = f"{type(exc).__name__}: {exc} (at {where.filename.rsplit('/', 1)[-1]}:{where.lineno})"
+            return ClipFailure(result.record, "flow", reason, result.timings)
+        result.timings["flow_s"] = time.perf_counter() - t1
+    return result
 
 
 def _stored_result(shard, i: int) -> ClipResult:

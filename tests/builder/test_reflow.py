@@ -212,3 +212,19 @@ def test_pwcnet_reflow_runs_in_the_flow_actor(lrw_tree, ray_cluster, tmp_path):
     assert inside.mean() > 0.5
     assert np.abs(mine["flow"].numpy()[:4] - exact)[inside].max() <= 0.05 + 1e-3
     assert verify(out) == []
+
+
+def test_a_clip_that_cannot_be_read_is_an_error_not_a_failure_record(dis_build, tmp_path):
+    """A source shard that vanished or changed after the check stops its shard (the reflow ends
+    incomplete, rerun to finish), rather than recording the clip as failed and finishing short."""
+    from flowprep.builder.reflow import StoredClip, read_clip
+
+    cfg = DIS.replace(flow=FARNEBACK)
+    name = Manifest.load(dis_build).shards[0].name
+    good = read_clip(StoredClip(str(dis_build / name), 0, "bbaf2n", "train"), cfg)
+    assert good.gray.shape == (75, 112, 112) and good.flow.shape == (74, 2, 112, 112)
+    assert good.record.text == "bin blue at f two now" and good.audio is not None
+    with pytest.raises(FlowprepError, match="cannot read clip x.*run `flowprep verify`"):
+        read_clip(StoredClip(str(tmp_path / name), 0, "x", "train"), cfg)
+    with pytest.raises(FlowprepError, match="cannot read clip x.*out of"):
+        read_clip(StoredClip(str(dis_build / name), 7, "x", "train"), cfg)
