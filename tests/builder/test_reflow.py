@@ -217,7 +217,7 @@ def test_pwcnet_reflow_runs_in_the_flow_actor(lrw_tree, ray_cluster, tmp_path):
 def test_a_clip_that_cannot_be_read_is_an_error_not_a_failure_record(dis_build, tmp_path):
     """A source shard that vanished or changed after the check stops its shard (the reflow ends
     incomplete, rerun to finish), rather than recording the clip as failed and finishing short."""
-    from flowprep.builder.reflow import StoredClip, read_clip
+    from flowprep.builder.reflow_runner import StoredClip, read_clip
 
     cfg = DIS.replace(flow=FARNEBACK)
     name = Manifest.load(dis_build).shards[0].name
@@ -228,3 +228,29 @@ def test_a_clip_that_cannot_be_read_is_an_error_not_a_failure_record(dis_build, 
         read_clip(StoredClip(str(tmp_path / name), 0, "x", "train"), cfg)
     with pytest.raises(FlowprepError, match="cannot read clip x.*out of"):
         read_clip(StoredClip(str(dis_build / name), 7, "x", "train"), cfg)
+
+
+def test_a_source_shard_lost_mid_reflow_leaves_it_incomplete_and_a_rerun_finishes(dis_build, ray_cluster, tmp_path,
+                                                                                  monkeypatch):
+    import dataclasses
+
+    import flowprep.builder.reflow_runner as module
+
+    planned = module._plan
+
+    def first_shard_gone(src, parent):  # as if the first source shard vanished after the checks
+        plan = planned(src, parent)
+        items = tuple(dataclasses.replace(it, path=str(tmp_path / "gone.h5")) if isinstance(it, module.StoredClip)
+                      else it for it in plan[0].records)
+        return [dataclasses.replace(plan[0], records=items)] + plan[1:]
+
+    monkeypatch.setattr(module, "_plan", first_shard_gone)
+    out = tmp_path / "out"
+    report = reflow(dis_build, out, FARNEBACK, progress=False, executor=ray_cluster)
+    assert not report.complete and report.exit_code == EXIT_FATAL and report.written_shards == 1
+    assert len(report.shard_errors) == 1 and "cannot read clip bbaf2n" in report.shard_errors[0]
+    assert report.lines()[-1] == "the build is incomplete: rerun the same command to finish it"
+    assert "incomplete build" in verify(out)[0]
+    monkeypatch.undo()
+    again = reflow(dis_build, out, FARNEBACK, progress=False, executor=ray_cluster)
+    assert again.complete and again.written_shards == 1 and again.skipped_shards == 1 and verify(out) == []
