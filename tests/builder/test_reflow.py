@@ -185,15 +185,16 @@ def test_the_readme_reflow_command_runs(dis_build, reflowed, ray_cluster, tmp_pa
         json.loads((folder / "manifest.json").read_text())["totals"]
 
 
-def test_pwcnet_reflow_runs_in_the_flow_actor(lrw_tree, ray_cluster, tmp_path):
+def test_pwcnet_reflow_runs_in_the_flow_actor(ray_cluster, tmp_path):
     """A model backend gets its own batched actor stage, as in a build; its flow is the backend's own
-    on the stored crops (PWC-Net's architecture with seeded random weights; one 29-frame clip)."""
+    on the stored crops (PWC-Net's architecture with seeded random weights; one 12-frame face clip)."""
     from flowprep.dataset import ShardDataset
     from flowprep.flow import get_backend
     from flowprep.flow.pwcnet import save_random_pwcnet_checkpoint
 
+    media.make_face_clip(tmp_path / "videos" / "face" / "clip.mp4", frames=12, size=256)
     parent = tmp_path / "parent"
-    made = build(lrw_tree, parent, DIS.replace(limit=1, shard_size=1, audio=False), progress=False,
+    made = build(tmp_path / "videos", parent, DIS.replace(layout="folder", audio=False), progress=False,
                  executor=ray_cluster)
     assert made.clips == 1
     ckpt = save_random_pwcnet_checkpoint(tmp_path / "pwcnet-random.ckpt", seed=0)
