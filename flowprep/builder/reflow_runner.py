@@ -230,14 +230,12 @@ OPEN_SHARDS = 2
 _open_shards: OrderedDict = OrderedDict()
 
 
-def _shard(path: str):
-    from ..dataset.reader import ShardFile
-
+def _shard(path: str, opener):
     st = os.stat(path)
     key = (path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
     shard = _open_shards.pop(key, None)
     if shard is None:
-        shard = ShardFile(path)
+        shard = opener(path)
     _open_shards[key] = shard
     while len(_open_shards) > OPEN_SHARDS:
         _open_shards.popitem(last=False)[1].close()
@@ -252,9 +250,11 @@ def read_clip(item: StoredClip | ClipFailure, cfg: BuildConfig) -> ClipResult | 
     verify: an error, so its shard is not written and the reflow ends incomplete, never short."""
     if isinstance(item, ClipFailure):
         return item
+    from ..dataset.reader import ShardFile  # imports torch (the package's Dataset): once per worker, untimed
+
     t0 = time.perf_counter()
     try:
-        result = _stored_result(_shard(item.path), item.index)
+        result = _stored_result(_shard(item.path, ShardFile), item.index)
     except (OSError, KeyError, ValueError, IndexError, FlowprepError) as exc:
         raise FlowprepError(f"{item.path}: cannot read clip {item.clip_id} ({exc}); the source folder changed "
                             "after the reflow checked it: run `flowprep verify` on it, then rerun") from None
