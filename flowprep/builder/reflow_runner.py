@@ -89,6 +89,8 @@ def reflow(
     parent = _checked_parent(src)
     if out == src:
         raise FlowprepError(f"--out {out} is the source folder: give a new folder for the reflowed shards")
+    if src in out.parents:  # the source would then hold a folder verify does not expect
+        raise FlowprepError(f"--out {out} is inside the source folder {src}: give a folder outside it")
     if out.exists() and not out.is_dir():
         raise FlowprepError(f"--out {out} is a file: give a folder (it is made when missing)")
     cfg = _child_config(parent, src, flow, workers, ray_address, stall_timeout)

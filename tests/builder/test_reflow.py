@@ -158,6 +158,8 @@ def test_a_source_that_is_incomplete_or_fails_verify_is_refused(dis_build, tmp_p
     assert code == EXIT_FATAL and "not a folder" in err
     code, err = _reflow_cli(capsys, str(dis_build), "--out", str(dis_build), "--flow", "farneback")
     assert code == EXIT_FATAL and "is the source folder" in err
+    code, err = _reflow_cli(capsys, str(dis_build), "--out", str(dis_build / "farneback"), "--flow", "farneback")
+    assert code == EXIT_FATAL and "inside the source folder" in err and not (dis_build / "farneback").exists()
     busy = tmp_path / "busy"
     busy.mkdir()
     with BuildLock(busy):  # one writer per folder, as for build
