@@ -99,7 +99,8 @@ def test_reflow_equals_a_direct_build_with_that_flow(grid_src, dis_build, reflow
     assert verify(out) == []
 
 
-def test_an_interrupted_reflow_resumes_writing_only_what_is_missing(dis_build, reflowed, ray_cluster, tmp_path):
+def test_an_interrupted_reflow_resumes_writing_only_what_is_missing(dis_build, reflowed, ray_cluster, tmp_path,
+                                                                     capsys):
     done, _ = reflowed
     out = tmp_path / "resumed"
     shutil.copytree(done, out)
@@ -112,8 +113,11 @@ def test_an_interrupted_reflow_resumes_writing_only_what_is_missing(dis_build, r
     kept = {p.name: p.stat().st_mtime_ns for p in out.glob("*.h5")}
     assert verify(out)  # incomplete: verify says so
 
-    report = reflow(dis_build, out, FARNEBACK, progress=False, executor=ray_cluster)
+    capsys.readouterr()
+    report = reflow(dis_build, out, FARNEBACK, progress=True, executor=ray_cluster)
     assert report.written_shards == 1 and report.skipped_shards == 1 and report.complete
+    # the bar counts what is left: the lost shard's clip and its carried failure
+    assert re.search(r"reflow: 100%.* 2/2 ", capsys.readouterr().err)
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.h5") if p.name != lost} == kept
     assert (out / lost).read_bytes() == (done / lost).read_bytes()  # the same file as the uninterrupted run
     assert verify(out) == [] and not list(out.glob(".*.tmp"))
