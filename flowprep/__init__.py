@@ -1,22 +1,30 @@
-"""flowprep: two-stream lipreading data (mouth crops + optical flow) in HDF5 shards."""
+"""flowprep: two-stream lipreading data (mouth crops + optical flow) in HDF5 shards.
 
-__version__ = "0.1.0"
+The public API: ``build(src, out, BuildConfig(...))`` writes shards, ``ShardDataset(root, split)`` reads
+them, ``get_backend(name)`` computes flow; the configs check themselves when made and raise
+``FlowprepError`` with a one-line message. See the README's *Python API* and *Code map*.
+"""
 
-__all__ = ["BuildConfig", "ShardDataset", "build", "__version__"]
+from .version import __version__
+
+# Lazy: `import flowprep` stays light (no torch, no Ray) until a name is used.
+_HOMES = {
+    "build": "builder",
+    "reflow": "builder",
+    "BuildConfig": "config",
+    "FlowConfig": "config",
+    "RoiConfig": "config",
+    "FlowprepError": "errors",
+    "ShardDataset": "dataset",
+    "get_backend": "flow",
+}
+
+__all__ = [*_HOMES, "__version__"]
 
 
 def __getattr__(name):
-    # Lazy: `import flowprep` stays light (no torch, no Ray) until a name is used.
-    if name == "ShardDataset":
-        from .dataset import ShardDataset
+    if name in _HOMES:
+        import importlib
 
-        return ShardDataset
-    if name == "build":
-        from .builder import build
-
-        return build
-    if name == "BuildConfig":
-        from .config import BuildConfig
-
-        return BuildConfig
+        return getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
     raise AttributeError(f"module 'flowprep' has no attribute {name!r}")

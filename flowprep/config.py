@@ -23,6 +23,25 @@ AUDIO_FIELDS = ("audio", "audio_rate")
 # folders built before them keep their fingerprint (and resume).
 LATER_DEFAULTS = {"min_frames": 2, "words": None, "splits": None}
 SPLIT_NAMES = ("train", "val", "test")
+# The names each option accepts: the command line offers these, and the dataclasses refuse others, so
+# the Python API refuses what `flowprep build` refuses. (Layouts are checked by flowprep.sources.)
+FLOW_BACKENDS = ("pwcnet", "dis", "farneback")
+DIS_PRESETS = ("ultrafast", "fast", "medium")
+FLOW_DTYPES = ("int8", "int16", "float16")
+FLOW_PRECISIONS = ("fp32", "bf16", "fp16")
+FLOW_DEVICES = ("auto", "cpu", "cuda")
+DETECTORS = ("hog", "cnn")
+COMPRESSIONS = ("lz4hc", "zstd", "gzip", "none")
+
+
+def _one_of(option: str, value: Any, names: tuple[str, ...]) -> None:
+    if value not in names:
+        raise FlowprepError(f"{option} {value!r}: choose among {', '.join(names)}")
+
+
+def _whole(value: Any) -> bool:
+    """An int that is not a bool (True is 1 in Python)."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -41,6 +60,13 @@ class RoiConfig:
     max_track_scale: float = 0.2  # ... or changes its size by more than this fraction
     track_min_similarity: float = 0.7  # ... or its face patch correlates less than this with the last frame's
 
+    def __post_init__(self) -> None:
+        _one_of("--detector", self.detector, DETECTORS)
+        if not _whole(self.size) or self.size < 2:
+            raise FlowprepError(f"roi size {self.size!r}: give the crop side in pixels, at least 2")
+        if not _whole(self.smooth_window) or self.smooth_window < 1:
+            raise FlowprepError(f"roi smooth_window {self.smooth_window!r}: give a number of frames, at least 1")
+
 
 @dataclass(frozen=True)
 class FlowConfig:
@@ -56,6 +82,20 @@ class FlowConfig:
     # (reported by tests/flow/test_pwcnet_fast.py), so it is part of the fingerprint when not fp32.
     precision: str = "fp32"
     scale: float = 0.1  # pixels per stored unit (ignored for float16)
+
+    def __post_init__(self) -> None:
+        _one_of("--flow", self.backend, FLOW_BACKENDS)
+        _one_of("--dis-preset", self.preset, DIS_PRESETS)
+        _one_of("--flow-dtype", self.dtype, FLOW_DTYPES)
+        _one_of("--flow-precision", self.precision, FLOW_PRECISIONS)
+        if self.device not in FLOW_DEVICES and not str(self.device).startswith("cuda:"):
+            raise FlowprepError(f"--device {self.device!r}: choose among {', '.join(FLOW_DEVICES)} (or cuda:N)")
+        if self.precision != "fp32" and self.backend != "pwcnet":
+            raise FlowprepError(f"--flow-precision {self.precision} applies to --flow pwcnet only")
+        if not _whole(self.batch_pairs) or self.batch_pairs < 1:
+            raise FlowprepError(f"--batch-pairs {self.batch_pairs!r}: give a number of frame pairs, at least 1")
+        if isinstance(self.scale, bool) or not isinstance(self.scale, (int, float)) or not self.scale > 0:
+            raise FlowprepError(f"--flow-scale {self.scale!r}: give the pixels per stored unit, more than 0")
 
 
 @dataclass(frozen=True)
@@ -84,6 +124,11 @@ class BuildConfig:
     splits: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
+        if not _whole(self.shard_size) or self.shard_size < 1:
+            raise FlowprepError("--shard-size must be at least 1")
+        if self.workers is not None and (not _whole(self.workers) or self.workers < 1):
+            raise FlowprepError("--workers must be at least 1")
+        _one_of("--compression", self.compression, COMPRESSIONS)
         if self.limit is not None and (isinstance(self.limit, bool) or self.limit < 1):
             raise FlowprepError(f"--limit {self.limit}: give a number of clips, at least 1 (or leave it out for all)")
         if isinstance(self.min_frames, bool) or not isinstance(self.min_frames, int) or self.min_frames < 2:

@@ -43,10 +43,10 @@ def submit_command(config: dict) -> list[str]:
 def check_build_options(command: list[str]) -> None:
     """Reject a misspelt [build] key here rather than in the job's log (where flowprep is installed)."""
     try:
-        from flowprep.cli import _parser
+        from flowprep.cli import build_parser
     except ImportError:
         return  # the job checks them when it starts
-    _parser().parse_args(command[1:])  # argparse names the bad option and exits 2
+    build_parser().parse_args(command[1:])  # argparse names the bad option and exits 2
 
 
 def main() -> int:

@@ -10,7 +10,6 @@ the path; Ray's workers put that working directory first on their import path.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -88,6 +87,17 @@ def test_a_build_from_a_folder_holding_an_empty_flowprep_folder_succeeds(built):
     manifest = json.loads((built / "manifest.json").read_text())
     assert sum(s["clips"] for s in manifest["shards"]) == 2
     assert not (built / "failures.jsonl").exists() or not (built / "failures.jsonl").read_text().strip()
+
+
+# ---- bench read on the build (the command's path through cli/bench.py to dataset/bench.py) --------
+def test_bench_read_measures_the_folder(built, capsys):
+    assert cli.main(["bench", "read", "--shards", str(built), "--clips", "4", "--workers", "0", "--json"]) == EXIT_OK
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["clips_read"] == 4 and figures["clips_in_split"] == 2 and figures["workers"] == 0
+    rates = [figures[f"{how}_{mode}_clips_per_s"] for how in ("single", "loader") for mode in ("plain", "transforms")]
+    assert all(rate > 0 for rate in rates), figures
+    assert cli.main(["bench", "read", str(built), "--clips", "2", "--workers", "0"]) == EXIT_OK
+    assert capsys.readouterr().out.startswith("2 random clips of 2:\n  plain ")
 
 
 # ---- messages: one line, exit 2, what to do ------------------------------------------------------
@@ -222,7 +232,7 @@ def test_a_bug_is_one_line_naming_its_traceback_log(monkeypatch, tmp_path, capsy
     def broken(args):
         return {}["no such key"]
 
-    monkeypatch.setattr(cli, "_cmd_stats", broken)  # a command with a bug in it
+    monkeypatch.setattr(cli.shards, "run_stats", broken)  # a command with a bug in it
     monkeypatch.setenv(cli.LOG_DIR_ENV, str(tmp_path))
     assert cli.main(["stats", "--shards", str(tmp_path)]) == EXIT_FATAL
     line = _one_line(capsys.readouterr().err)
@@ -258,17 +268,8 @@ def test_a_missing_folder_argument_says_how_to_give_it(capsys):
 
 
 # ---- help --------------------------------------------------------------------------------------
-def _parsers(parser: argparse.ArgumentParser, name: str = "flowprep"):
-    """Every parser of the command, with its command line ("flowprep bench build")."""
-    yield name, parser
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for sub_name, sub in action.choices.items():
-                yield from _parsers(sub, f"{name} {sub_name}")
-
-
 def _help(command: str) -> str:
-    return dict(_parsers(cli._parser()))[command].format_help()
+    return dict(cli.walk(cli.build_parser()))[command].format_help()
 
 
 def _squeezed(text: str) -> str:
@@ -294,14 +295,48 @@ def _example_lines(text: str) -> list[str]:
 
 def test_every_example_printed_by_help_parses():
     examples = []
-    for _, parser in _parsers(cli._parser()):
+    for _, parser in cli.walk(cli.build_parser()):
         examples += _example_lines(parser.format_help())
     examples += _example_lines("\n".join(BuildReport(out_dir="/data/my shards").next_steps()))
     assert len(examples) >= 14  # top level, train, and the build summary's next steps
     for example in examples:
         words = shlex.split(example)[1:]
         try:
-            args = cli._parser().parse_args(words)
+            args = cli.build_parser().parse_args(words)
         except SystemExit as exc:
             raise AssertionError(f"`{example}` does not parse (exit {exc.code})") from None
         assert callable(getattr(args, "func", None)), example
+
+
+# ---- structure: the command line is the top of the package, and a package with no loop ------------
+def _imports(path: Path) -> set[str]:
+    """Every flowprep module a file imports, at any depth (function-level imports count)."""
+    import ast
+
+    package = list(path.relative_to(REPO).with_suffix("").parts)
+    package = package[:-1]  # the package the file's relative imports start from
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            stem = ".".join(base + ([node.module] if node.module else []))
+            found |= {stem} | {f"{stem}.{a.name}" for a in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+    return {name for name in found if name.startswith("flowprep")}
+
+
+def test_no_module_below_the_command_line_imports_it():
+    below = [p for p in (REPO / "flowprep").rglob("*.py") if "cli" not in p.relative_to(REPO).parts
+             and p.name != "__main__.py"]
+    assert len(below) > 40
+    for path in below:
+        assert not {n for n in _imports(path) if n == "flowprep.cli" or n.startswith("flowprep.cli.")}, path
+
+
+def test_command_modules_register_through_one_hook_and_never_import_the_entry_point():
+    for module in cli.COMMANDS:
+        assert callable(module.register), module
+        path = Path(module.__file__)
+        assert not {n for n in _imports(path) if n == "flowprep.cli"} - {"flowprep.cli.forms"}, path
+        assert "_SubParsersAction" not in path.read_text() and "._actions" not in path.read_text(), path

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flowprep.cli import _parser
+from flowprep.cli import build_parser
+from flowprep.cli.forms import option_strings
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
@@ -59,14 +60,13 @@ def _pip_installs(commands: str) -> list[tuple[tuple[str, ...], frozenset[str]]]
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    sub = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
-    build = sub.choices["build"]
+    build = build_parser().commands["build"]
     build.allow_abbrev = False  # jobs spell options in full: `--no-progres` works today, not after a new option
     return build
 
 
 def _build_option_names() -> set[str]:
-    return {o for action in _build_parser()._actions for o in action.option_strings}
+    return option_strings(_build_parser())
 
 
 def _submit_module():

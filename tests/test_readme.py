@@ -55,7 +55,7 @@ def readme_cwd(tmp_path_factory) -> Path:
 
 def test_readme_has_the_blocks_this_test_runs():
     blocks = python_blocks()
-    assert len(blocks) >= 2 and all("ShardDataset" in b for b in blocks)
+    assert len(blocks) >= 3 and all("ShardDataset" in b for b in blocks)
     quick = [c for c in command_lines() if c[1] in QUICK_COMMANDS]
     assert {c[1] for c in quick} == set(QUICK_COMMANDS), quick
 
@@ -106,7 +106,7 @@ def test_quick_command_line_runs(readme_cwd, monkeypatch, argv):
 @pytest.mark.parametrize("argv", command_lines(), ids=" ".join)
 def test_every_command_line_parses(argv):
     """The README's other command lines build or train for minutes; they must at least parse."""
-    from flowprep.cli import _parser
+    from flowprep.cli import build_parser
 
-    args = _parser().parse_args(argv[1:])
+    args = build_parser().parse_args(argv[1:])
     assert callable(args.func)

@@ -156,8 +156,6 @@ def _child_config(parent: Manifest, src: Path, flow: FlowConfig, workers: int | 
     if cfg.fingerprint() != parent.config_fingerprint:
         raise FlowprepError(f"{src}/manifest.json: its settings do not give its own fingerprint (the manifest was "
                             "edited, or written by another flowprep version): rebuild the source folder")
-    if workers is not None and workers < 1:
-        raise FlowprepError("--workers must be at least 1")
     return cfg.replace(flow=flow, workers=workers, ray_address=ray_address, stall_timeout=stall_timeout)
 
 

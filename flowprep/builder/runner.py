@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .. import __version__
+from ..version import __version__
 from ..config import BuildConfig
 from ..errors import FlowprepError
 from ..files import TMP_SUFFIX, fsync_dir

@@ -21,7 +21,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .. import __version__
+from ..version import __version__
 from ..errors import FlowprepError
 from ..files import AtomicFile, file_sha256
 from .layout import FORMAT_VERSION, compression_options

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from flowprep.builder import build
-from flowprep.cli import _parser, config_from_args
+from flowprep.cli import build_parser, config_from_args
 from flowprep.config import BuildConfig, FlowConfig
 from flowprep.dataset import ShardDataset, ShardFile
 from flowprep.errors import EXIT_PARTIAL, FlowprepError
@@ -89,9 +89,9 @@ def test_manifest_verify_and_fingerprint(av_build, ray_cluster):
 
 
 def test_cli_option():
-    args = _parser().parse_args(["build", "--src", "a", "--out", "b", "--flow", "dis", "--audio"])
+    args = build_parser().parse_args(["build", "--src", "a", "--out", "b", "--flow", "dis", "--audio"])
     assert config_from_args(args).audio is True
-    args = _parser().parse_args(["build", "--src", "a", "--out", "b", "--flow", "dis"])
+    args = build_parser().parse_args(["build", "--src", "a", "--out", "b", "--flow", "dis"])
     assert config_from_args(args).audio is False
 
 

@@ -16,7 +16,7 @@ import pytest
 from flowprep.builder import build
 from flowprep.builder.stages import crop_clip
 from flowprep.cli import config_from_args, main as cli_main
-from flowprep.cli import _parser
+from flowprep.cli import build_parser
 from flowprep.config import BuildConfig, FlowConfig
 from flowprep.dataset import ShardDataset
 from flowprep.errors import EXIT_FATAL, EXIT_PARTIAL, FlowprepError
@@ -168,9 +168,9 @@ def test_words_come_from_the_command_line_or_a_file(tmp_path):
     listing.write_text("ABOUT\nWORLD\n\n")
     base = ["build", "--src", "s", "--out", "o"]
     for value in ("ABOUT,WORLD", str(listing)):
-        cfg = config_from_args(_parser().parse_args(base + ["--words", value, "--splits", "train,val"]))
+        cfg = config_from_args(build_parser().parse_args(base + ["--words", value, "--splits", "train,val"]))
         assert cfg.words == ("ABOUT", "WORLD") and cfg.splits == ("train", "val")
-    plain = config_from_args(_parser().parse_args(base))
+    plain = config_from_args(build_parser().parse_args(base))
     assert plain.words is None and plain.min_frames == 2
     # unset options leave the fingerprint of builds made before them
     assert "words" not in plain.output_dict() and "min_frames" not in plain.output_dict()

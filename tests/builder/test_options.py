@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from flowprep.builder.stages import make_flow_backend
-from flowprep.cli import _parser, config_from_args
+from flowprep.cli import build_parser, config_from_args
 from flowprep.config import FlowConfig
 from flowprep.errors import FlowprepError
 from flowprep.flow.pwcnet import save_random_pwcnet_checkpoint
@@ -15,7 +15,7 @@ from tests.flow.test_pwcnet_fast import pairs
 
 
 def _config(*options: str):
-    return config_from_args(_parser().parse_args(["build", "--src", "in", "--out", "out", *options]))
+    return config_from_args(build_parser().parse_args(["build", "--src", "in", "--out", "out", *options]))
 
 
 def test_flow_precision_reaches_the_pwcnet_backend(tmp_path):

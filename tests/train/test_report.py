@@ -14,11 +14,11 @@ import pytest
 import torch
 import torchvision
 
-from flowprep.cli import _parser
+from flowprep.cli import build_parser
 from flowprep.cli import main as cli_main
 from flowprep.errors import FlowprepError
 from flowprep.train import TrainConfig, evaluate, train
-from flowprep.train.cli import config_from_args
+from flowprep.cli.train import config_from_args
 from flowprep.train.pretrained import R3D18_FILE
 from flowprep.train.report import COLUMNS, render, report
 
@@ -107,14 +107,14 @@ def test_readme_paper_table_commands_are_real_and_the_gpu_job_runs_the_same():
     assert len(trains) == 8
     configs = set()
     for words in trains:
-        args = _parser().parse_args(words[1:])  # argparse exits on an unknown option or a bad value
+        args = build_parser().parse_args(words[1:])  # argparse exits on an unknown option or a bad value
         TrainConfig(**{**config_from_args(args).to_dict(), "streams": args.streams.split(",")})  # valid settings
         configs.add((args.streams, args.frontend, args.backend))
     assert configs == {(s, f, b) for s, f in [("gray", "resnet2d"), ("gray", "c3d-resnet"), ("gray", "i3d"),
                                                ("gray,flow", "i3d")] for b in ("conv1d", "bilstm")}
     for c in commands:
         if not c.startswith("flowprep train"):
-            _parser().parse_args(shlex.split(c)[1:])
+            build_parser().parse_args(shlex.split(c)[1:])
     job = ROOT / "pipelines" / "slurm_paper.sbatch"
     assert subprocess.run(["bash", "-n", str(job)]).returncode == 0
     lines = [ln.strip().strip('"') for ln in job.read_text().split("configs=(", 1)[1].split(")\n", 1)[0].splitlines()]

@@ -1,9 +1,10 @@
 """Argument forms every `flowprep` command shares: the parser class (it suggests a close match for a
-misspelt command or choice), the help formatter (defaults shown where they mean something), and the
-shard-folder argument (``--shards DIR`` everywhere, a bare DIR kept as an alias).
+misspelt command or choice, and keeps its subcommands where they can be listed), the help formatter
+(defaults shown where they mean something), the shard-folder argument (``--shards DIR`` everywhere, a
+bare DIR kept as an alias) and comma-separated lists.
 
-A module of its own so that the top-level command, `bench` and `train`/`eval` take them from one
-place without importing each other.
+A module of its own so that every command module takes them from one place without importing the
+package's entry point, and so that what argparse keeps private is touched here alone.
 """
 
 from __future__ import annotations
@@ -11,10 +12,21 @@ from __future__ import annotations
 import argparse
 import difflib
 import os
+from typing import Iterator
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse with a suggestion for a misspelt command or choice ("did you mean 'build'?")."""
+    """argparse with a suggestion for a misspelt command or choice ("did you mean 'build'?"), and its
+    subcommands by name in ``commands`` (empty when it has none)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.commands: dict[str, argparse.ArgumentParser] = {}
+
+    def add_subparsers(self, **kwargs):
+        action = super().add_subparsers(**kwargs)
+        self.commands = action.choices  # the same dict argparse fills as subcommands are added
+        return action
 
     def _check_value(self, action, value):
         if action.choices is not None and value not in action.choices:
@@ -34,6 +46,27 @@ class Help(argparse.ArgumentDefaultsHelpFormatter):
         if hidden or "%(default)" in (action.help or ""):
             return action.help
         return super()._get_help_string(action)
+
+
+class ExamplesHelp(Help, argparse.RawDescriptionHelpFormatter):
+    """Examples in a description kept as written, and defaults shown only where they mean something."""
+
+
+def walk(parser: argparse.ArgumentParser, name: str = "flowprep") -> Iterator[tuple[str, argparse.ArgumentParser]]:
+    """Every parser of a command with its command line ("flowprep bench build"), the top one first."""
+    yield name, parser
+    for sub_name, sub in getattr(parser, "commands", {}).items():
+        yield from walk(sub, f"{name} {sub_name}")
+
+
+def option_strings(parser: argparse.ArgumentParser) -> set[str]:
+    """The options a parser takes ("--src", "-h", ...)."""
+    return {o for action in parser._actions for o in action.option_strings}
+
+
+def comma_list(text: str) -> tuple[str, ...]:
+    """``"a, b,,c"`` -> ``("a", "b", "c")``."""
+    return tuple(v.strip() for v in text.split(",") if v.strip())
 
 
 def add_folder_argument(p: argparse.ArgumentParser) -> None:

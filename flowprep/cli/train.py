@@ -1,5 +1,5 @@
 """`flowprep train`, `flowprep eval` and `flowprep report`: thin layers over flowprep.train.train, .evaluate
-and .report."""
+and .report (`flowprep bench train` is registered with the other measurements, in cli/bench.py)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import json
 import os
 import sys
 
-from ..cliforms import Help as _MeaningfulDefaults
 from ..errors import FlowprepError
-from .config import BACKENDS, FRONTENDS, FUSIONS, TrainConfig
+from ..train.config import BACKENDS, FRONTENDS, FUSIONS, TrainConfig
+from ..train.report import add_report_parser
+from .forms import ExamplesHelp
 
 TRAIN_HELP = """\
 Train a lipreading network on a shard folder. Examples (the seed paper's ablations):
@@ -29,14 +30,11 @@ Train a lipreading network on a shard folder. Examples (the seed paper's ablatio
 The run folder gets last.pt, best.pt, config.json, metrics.csv, steps.csv and tb/ (TensorBoard)."""
 
 
-class _Help(_MeaningfulDefaults, argparse.RawDescriptionHelpFormatter):
-    """Examples kept as written, and defaults shown only where they mean something."""
-
-
-def add_train_parsers(sub) -> None:
+def register(commands) -> None:
+    """``flowprep train``, ``eval`` and ``report`` (``commands``: the subcommands of ``flowprep``)."""
     d = TrainConfig(shards="", out="")
-    t = sub.add_parser("train", help="train a two-stream lipreading network on shards",
-                       description=TRAIN_HELP, formatter_class=_Help)
+    t = commands.add_parser("train", help="train a two-stream lipreading network on shards",
+                            description=TRAIN_HELP, formatter_class=ExamplesHelp)
     t.add_argument("--shards", required=True, help="a shard folder written by `flowprep build`")
     t.add_argument("--out", required=True, help="the run folder (checkpoints, metrics, TensorBoard)")
     t.add_argument("--task", default="lipread", choices=["lipread", "avsync"],
@@ -111,11 +109,11 @@ def add_train_parsers(sub) -> None:
     av.add_argument("--hard-k", type=int, default=None,
                     help="online hard-pair selection: train on the k hardest genuine and k hardest impostor pairs "
                          "of each batch (default: every pair)")
-    t.set_defaults(func=_cmd_train)
+    t.set_defaults(func=run_train)
 
-    e = sub.add_parser("eval", help="top-1/top-5 and the most confused words of a trained run",
-                       description="Score a run on a split of its shards; writes eval-SPLIT.json and "
-                                   "confusion-SPLIT.csv into the run.", formatter_class=_Help)
+    e = commands.add_parser("eval", help="top-1/top-5 and the most confused words of a trained run",
+                            description="Score a run on a split of its shards; writes eval-SPLIT.json and "
+                                        "confusion-SPLIT.csv into the run.", formatter_class=ExamplesHelp)
     e.add_argument("--run", "--run-dir", dest="run", required=True,
                    help="a run folder written by `flowprep train` (under torchrun spell it --run-dir: "
                         "torchrun takes --run for its own --run-path)")
@@ -131,19 +129,9 @@ def add_train_parsers(sub) -> None:
     e.add_argument("--json", action="store_true", help="print the result as JSON")
     e.add_argument("--task", default="lipread", choices=["lipread", "avsync"],
                    help="avsync: EER and AUC of in-sync vs shifted-audio pairs on every window of the split")
-    e.set_defaults(func=_cmd_eval)
+    e.set_defaults(func=run_eval)
 
-    from .report import add_report_parser  # `flowprep report RUN...`
-
-    add_report_parser(sub)
-
-    # `flowprep bench train`, next to `bench build` and `bench read` (flowprep/bench.py)
-    bench = sub.choices.get("bench")
-    kinds = [a for a in (bench._actions if bench else []) if isinstance(a, argparse._SubParsersAction)]
-    if kinds:
-        from .bench import add_bench_train_parser
-
-        add_bench_train_parser(kinds[0])
+    add_report_parser(commands)  # `flowprep report RUN...`: its options live with the report
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -168,7 +156,7 @@ def _device(name: str) -> str:
 
 
 def _train_avsync(args: argparse.Namespace) -> int:
-    from .avsync import AVSyncConfig, evaluate_avsync, train_avsync
+    from ..train.avsync import AVSyncConfig, evaluate_avsync, train_avsync
 
     d = AVSyncConfig()
     cfg = AVSyncConfig(window=args.window, shift_s=args.shift_s, hard_k=args.hard_k, seed=args.seed,
@@ -190,9 +178,9 @@ def _train_avsync(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
-    from . import distributed
-    from .trainer import train, train_on_ray
+def run_train(args: argparse.Namespace) -> int:
+    from ..train import distributed
+    from ..train.trainer import train, train_on_ray
 
     if args.task == "avsync":
         return _train_avsync(args)
@@ -223,13 +211,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_eval(args: argparse.Namespace) -> int:
-    from .evaluation import evaluate
+def run_eval(args: argparse.Namespace) -> int:
+    from ..train.evaluation import evaluate
 
     if args.top < 0:
         raise FlowprepError("--top must be 0 or more")
     if args.task == "avsync":
-        from .avsync import evaluate_avsync, trained_on
+        from ..train.avsync import evaluate_avsync, trained_on
 
         result = evaluate_avsync(args.run, shards=args.shards or trained_on(args.run), split=args.split, device=_device(args.device),
                                  out=args.run)
@@ -239,7 +227,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             print(f"{args.run} on {args.split}: {result['pairs']} pairs, AUC {result['auc']:.4f}, "
                   f"EER {result['eer']:.4f}, paired accuracy {result['paired_accuracy']:.4f}")
         return 0
-    from . import distributed
+    from ..train import distributed
 
     try:
         result = evaluate(args.run, args.split, args.checkpoint, args.device, args.batch_size, args.workers,
