@@ -10,6 +10,7 @@ from .version import __version__
 # Lazy: `import flowprep` stays light (no torch, no Ray) until a name is used.
 _HOMES = {
     "build": "builder",
+    "reflow": "builder",
     "BuildConfig": "config",
     "FlowConfig": "config",
     "RoiConfig": "config",

@@ -259,7 +259,10 @@ class _Watchdog:
                 )
 
 
-def _run(ex, manifest: Manifest, todo, cfg: BuildConfig, out: Path, report: BuildReport, progress: bool) -> None:
+def _run(ex, manifest: Manifest, todo, cfg: BuildConfig, out: Path, report: BuildReport, progress: bool,
+         task: tuple = (stages.CROP, stages.crop_clip), name: str = "build") -> None:
+    """Run every shard of ``todo``: ``task`` (a stage and its function, called with one of the shard's
+    records and ``cfg``) per clip, then flow actors when flow has a stage of its own, then the writer."""
     resources = ex.resources()
     _check_shared_out(ex, out, int(resources["nodes"]))
     flow_actors, backend_info = _flow_stage(ex, cfg, resources)
@@ -276,7 +279,7 @@ def _run(ex, manifest: Manifest, todo, cfg: BuildConfig, out: Path, report: Buil
     attrs = _shard_attrs(manifest, cfg)
     total = sum(len(p.records) for p in todo)
     nodes = int(resources["nodes"])
-    desc = "build" if nodes <= 1 else f"build on {nodes} nodes"  # say so when the work spreads
+    desc = name if nodes <= 1 else f"{name} on {nodes} nodes"  # say so when the work spreads
     bar = tqdm(total=total, unit="clip", desc=desc, disable=not progress, dynamic_ncols=True, bar_format=BAR_FORMAT)
     queue = deque(todo)
     writers: dict = {}  # writer ref -> shard
@@ -297,7 +300,7 @@ def _run(ex, manifest: Manifest, todo, cfg: BuildConfig, out: Path, report: Buil
         while queue or writers or feeds:
             while queue and len(writers) + len(feeds) < max_inflight:
                 shard = queue.popleft()
-                counted = [ex.submit_counted(stages.CROP, stages.crop_clip, r, cfg) for r in shard.records]
+                counted = [ex.submit_counted(*task, r, cfg) for r in shard.records]
                 if flow_actors:
                     feed = FlowFeed(shard, [ref for ref, _ in counted], cfg.flow.batch_pairs)
                     feeds.append(feed)

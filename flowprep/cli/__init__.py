@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ..version import __version__
 from ..errors import EXIT_FATAL, EXIT_OK, FlowprepError
-from . import bench, build, shards, train
+from . import bench, build, reflow, shards, train
 from .build import EXIT_HELP, config_from_args
 from .forms import Parser, resolve_folder, walk
 
@@ -43,7 +43,7 @@ consecutive crops, stored in HDF5 shards with a manifest.
 # The command modules, in the order `flowprep --help` lists them: each registers its subcommands
 # through register(commands), commands being what add_subparsers returned. A new command is a module
 # here with that function.
-COMMANDS = (build, shards, bench, train)
+COMMANDS = (build, reflow, shards, bench, train)
 
 # Where the traceback of an unexpected error goes (the one-line message names the file).
 LOG_DIR_ENV = "XDG_STATE_HOME"

@@ -50,25 +50,9 @@ def register(commands) -> None:
 
 def add_build_options(p: argparse.ArgumentParser) -> None:
     """Every option that makes a BuildConfig (read back by config_from_args)."""
-    d, f, r = BuildConfig(), FlowConfig(), RoiConfig()
+    d, r = BuildConfig(), RoiConfig()
     p.add_argument("--layout", default=d.layout, choices=["auto", *LAYOUTS], help="source layout; auto detects it")
-    p.add_argument("--flow", default=f.backend, choices=FlowChoices(FLOW_BACKENDS + ("ptlflow:MODEL",)),
-                   help="optical-flow backend; dis and farneback are CPU-only; ptlflow:MODEL is any ptlflow model "
-                        "(raft_small, neuflow2, rapidflow, ...) batched like pwcnet")
-    p.add_argument("--flow-ckpt", default=f.ckpt,
-                   help="weights of pwcnet or ptlflow:MODEL: a local .ckpt path, or a name of the model's published "
-                        "weights ('things', 'sintel', ...) already in torch hub's cache; nothing is downloaded")
-    p.add_argument("--dis-preset", default=f.preset, choices=DIS_PRESETS, help="DIS preset")
-    p.add_argument("--flow-dtype", default=f.dtype, choices=FLOW_DTYPES, help="stored flow type")
-    p.add_argument("--flow-scale", type=float, default=f.scale, help="pixels per stored flow unit (int types)")
-    p.add_argument("--flow-precision", default=f.precision, choices=FLOW_PRECISIONS,
-                   help="PWC-Net arithmetic: bf16/fp16 autocast is several times faster on GPUs and on CPUs with "
-                        "AMX (fp16: CUDA only) and moves the flow slightly (see README: Flow backends); auto: "
-                        "a one-second probe where flow runs keeps the faster, named in the summary")
-    p.add_argument("--device", default=f.device, choices=FLOW_DEVICES, help="where PWC-Net runs")
-    p.add_argument("--batch-pairs", type=int, default=f.batch_pairs, help="frame pairs per PWC-Net forward pass")
     p.add_argument("--detector", default=r.detector, choices=DETECTORS, help="dlib face detector")
-    p.add_argument("--workers", type=int, default=None, help="CPU workers of the local cluster (default: all cores)")
     p.add_argument("--shard-size", type=int, default=d.shard_size, help="clips per shard file")
     p.add_argument("--shard-bytes", type=byte_size, default=None, metavar="SIZE",
                    help="also close a shard before its clips' stored bytes (estimated from each video's frame count, "
@@ -92,6 +76,29 @@ def add_build_options(p: argparse.ArgumentParser) -> None:
                         "keep the indices of the whole tree's word list, so a partial build matches a full one")
     p.add_argument("--splits", default=None, metavar="SPLIT,SPLIT",
                    help="build only these splits (train, val, test; LRS: pretrain, trainval, main), comma-separated")
+    add_flow_options(p)
+
+
+def add_flow_options(p: argparse.ArgumentParser, flow_required: bool = False) -> None:
+    """The flow options and where the work runs: what `reflow` takes too (read back by flow_from_args)."""
+    f = FlowConfig()
+    backend = {"required": True} if flow_required else {"default": f.backend}
+    p.add_argument("--flow", **backend, choices=FlowChoices(FLOW_BACKENDS + ("ptlflow:MODEL",)),
+                   help="optical-flow backend; dis and farneback are CPU-only; ptlflow:MODEL is any ptlflow model "
+                        "(raft_small, neuflow2, rapidflow, ...) batched like pwcnet")
+    p.add_argument("--flow-ckpt", default=f.ckpt,
+                   help="weights of pwcnet or ptlflow:MODEL: a local .ckpt path, or a name of the model's published "
+                        "weights ('things', 'sintel', ...) already in torch hub's cache; nothing is downloaded")
+    p.add_argument("--dis-preset", default=f.preset, choices=DIS_PRESETS, help="DIS preset")
+    p.add_argument("--flow-dtype", default=f.dtype, choices=FLOW_DTYPES, help="stored flow type")
+    p.add_argument("--flow-scale", type=float, default=f.scale, help="pixels per stored flow unit (int types)")
+    p.add_argument("--flow-precision", default=f.precision, choices=FLOW_PRECISIONS,
+                   help="PWC-Net arithmetic: bf16/fp16 autocast is several times faster on GPUs and on CPUs with "
+                        "AMX (fp16: CUDA only) and moves the flow slightly (see README: Flow backends); auto: "
+                        "a one-second probe where flow runs keeps the faster, named in the summary")
+    p.add_argument("--device", default=f.device, choices=FLOW_DEVICES, help="where PWC-Net runs")
+    p.add_argument("--batch-pairs", type=int, default=f.batch_pairs, help="frame pairs per PWC-Net forward pass")
+    p.add_argument("--workers", type=int, default=None, help="CPU workers of the local cluster (default: all cores)")
     p.add_argument("--ray-address", default=None,
                    help="an existing Ray cluster, e.g. HEAD_IP:6379 (default: start a local one); --out must then "
                         "be on a filesystem every node mounts at the same path")
@@ -101,9 +108,7 @@ def add_build_options(p: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> BuildConfig:
     """The BuildConfig of parsed build options; the config's own checks refuse what does not fit."""
-    flow = FlowConfig(backend=args.flow, ckpt=args.flow_ckpt, preset=args.dis_preset, device=args.device,
-                      batch_pairs=args.batch_pairs, dtype=args.flow_dtype, scale=args.flow_scale,
-                      precision=args.flow_precision)
+    flow = flow_from_args(args)
     return BuildConfig(
         layout=args.layout,
         roi=RoiConfig(detector=args.detector),
@@ -122,6 +127,13 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
         landmarks=getattr(args, "landmarks", None),
         landmarks_fallback=getattr(args, "landmarks_fallback", BuildConfig.landmarks_fallback),
     )
+
+
+def flow_from_args(args: argparse.Namespace) -> FlowConfig:
+    """The FlowConfig of parsed flow options (add_flow_options)."""
+    return FlowConfig(backend=args.flow, ckpt=args.flow_ckpt, preset=args.dis_preset, device=args.device,
+                      batch_pairs=args.batch_pairs, dtype=args.flow_dtype, scale=args.flow_scale,
+                      precision=args.flow_precision)
 
 
 def _names(value: str | None, option: str) -> tuple[str, ...] | None:

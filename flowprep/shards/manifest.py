@@ -58,6 +58,8 @@ class Manifest:
     shards: list[ShardEntry] = field(default_factory=list)
     # entries of the source that discovery could not plan (stage "discover"), counted in planned_clips
     discovery_failures: list[dict] = field(default_factory=list)
+    # `flowprep reflow`: the shard folder the crops came from, its fingerprint and shards; {} for a build
+    parent: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
     created: float = field(default_factory=time.time)
     updated: float = field(default_factory=time.time)
