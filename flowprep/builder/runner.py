@@ -64,9 +64,9 @@ def _build_locked(src: Path, out: Path, cfg: BuildConfig, overwrite: bool, progr
 
         cfg = cfg.replace(landmarks=landmarks_folder(cfg.landmarks))
 
-    check(cfg.flow)  # an unknown backend, missing weights: fail in a second, with the fix, not after starting a cluster
     if not src.is_dir():
         scan(src, cfg.layout, cfg.words, cfg.splits)  # says what is wrong with --src, before any cluster starts
+    check(cfg.flow)  # an unknown backend, missing weights: fail in a second, with the fix, not after starting a cluster
     own_executor = executor is None
     ex = executor or RayExecutor(address=cfg.ray_address, num_cpus=cfg.workers)
     # the scan, the weight check and the manifest run while the cluster starts (see startup.py)
