@@ -29,7 +29,8 @@ from tqdm.auto import tqdm
 from ..errors import FlowprepError
 from . import checkpoint, data, distributed
 from .config import TrainConfig
-from .evaluation import amp_dtype, autocast, evaluate_model, resolve_device
+from ..runtime import amp_dtype, autocast, grad_scaler, resolve_device
+from .evaluation import evaluate_model
 from .inflate import inflate, load_2d
 from .models import build_model
 from .pretrained import load_video, read_video
@@ -111,10 +112,7 @@ class _Objective(nn.Module):
             losses = F.cross_entropy(logits.float(), y, reduction="none", label_smoothing=self.label_smoothing)
             return (losses * weights).sum()
 
-        if hasattr(self.model, "loss"):  # several heads (fusion.FusedTwoStream): each one learns
-            return self.model.loss(inputs, lengths, labels, loss_fn)
-        logits = self.model(inputs, lengths)
-        return loss_fn(logits, labels), logits
+        return self.model.loss(inputs, lengths, labels, loss_fn)  # backends.Classifier: each head learns
 
 
 class _Session:
@@ -123,7 +121,7 @@ class _Session:
     def __init__(self, cfg: TrainConfig, num_classes: int, steps_per_epoch: int, device: torch.device,
                  ctx: distributed.Context):
         self.cfg, self.device, self.steps_per_epoch, self.ctx = cfg, device, steps_per_epoch, ctx
-        self.precision = amp_dtype(cfg, device)
+        self.precision = amp_dtype(cfg.amp, device)
         model = build_model(cfg, num_classes)
         if cfg.sync_bn and ctx.active:
             model = distributed.sync_batchnorm(model, device)
@@ -136,7 +134,7 @@ class _Session:
         warmup = round(cfg.warmup_epochs * steps_per_epoch)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, warmup_cosine(warmup, cfg.epochs * steps_per_epoch))
-        self.scaler = torch.amp.GradScaler(device.type, enabled=self.precision == torch.float16)
+        self.scaler = grad_scaler(device, self.precision)
         self.step = 0
         self.losses: list[float] = []  # of the steps this session ran
 
