@@ -2,8 +2,8 @@
 
 Each configuration runs in a fresh process, so its peak RSS is its own (and its peak CUDA memory). Inputs are random clips
 of the shards' types (uint8 gray, int8 flow with its scale) going through the same device-side
-normalisation as training; reading is left out (shards read at hundreds of clips/s, see
-`flowprep bench read`), so the figure is the model's own ceiling.
+normalisation as training; reading is left out (`flowprep bench read` measures it), so the figure
+is the model's own ceiling.
 
     flowprep bench train                                    # CPU, float32, every front-end x back-end
     flowprep bench train --frontends resnet2d,c3d-resnet --backends conv1d --batch-size 2   # some of them

@@ -76,7 +76,8 @@ def evaluate(run: str | Path, split: str = "val", which: str = "best", device: s
              progress: bool = False) -> dict[str, Any]:
     """Score a run's checkpoint (``which``: best, falling back to last when no best was kept; or last)
     on ``split`` of its shards (or of ``shards``, built with the same settings). Writes
-    eval-<split>.json and confusion-<split>.csv into the run.
+    eval-<split>.json and confusion-<split>.csv into the run. An avsync run (``train --task avsync``) is
+    scored by ``avsync.evaluate_avsync`` instead: AUC and EER, written to avsync-eval-<split>.json.
 
     Started by torchrun (or in a Ray Train worker), every rank scores its part of the split and rank 0
     writes the files; the figures equal one process's."""
@@ -85,6 +86,10 @@ def evaluate(run: str | Path, split: str = "val", which: str = "best", device: s
     run = Path(run)
     path = run / (checkpoint.BEST if which == "best" and (run / checkpoint.BEST).is_file() else checkpoint.LAST)
     state = checkpoint.load(path)
+    if state.get("task", "lipread") != "lipread":  # the run says what it learned: an avsync run is scored as one
+        from .avsync import evaluate_avsync
+
+        return evaluate_avsync(run, shards=shards, split=split, device=device)
     cfg = TrainConfig.from_dict(state["config"])
     ctx, device = distributed.setup(device, cfg.dist_timeout_s)
     cfg = cfg.replace(device=device, workers=cfg.workers if workers is None else workers,
