@@ -171,7 +171,7 @@ def _train_avsync(args: argparse.Namespace) -> int:
     summary = train_avsync(shards=args.shards, config=cfg, out=args.out, progress=not args.no_progress,
                            resume=args.resume)
     if not summary["losses"]:
-        print(f"{args.out}: already trained to epoch {summary['epoch']} (raise --epochs to go on)", file=sys.stderr)
+        print(f"{args.out}: already trained (epoch {summary['epoch']})", file=sys.stderr)
         return 0
     result = {"run": args.out, "steps": len(summary["losses"]), "final_loss": summary["losses"][-1],
               "seconds": summary["seconds"], "windows": summary["windows"]}

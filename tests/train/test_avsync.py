@@ -205,7 +205,7 @@ def test_avsync_learns_sync_on_grid_and_generalises_to_held_out_speakers(grid_av
         summary = train_avsync(train, config=cfg, out=tmp_path / f"fold{k}")
         losses = summary["losses"]
         assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5])
-        # scored from the checkpoint (read with weights_only=True), as `flowprep eval --task avsync` would
+        # scored from the checkpoint (read with weights_only=True), as `flowprep eval` would
         result = evaluate_avsync(tmp_path / f"fold{k}", test, split="heldout", return_scores=True)
         assert result["pairs"] == 2 * 2 * 67  # every 9-frame window of two 75-frame clips, both ways
         assert (tmp_path / f"fold{k}" / "avsync-eval-heldout.json").is_file()
