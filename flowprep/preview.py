@@ -78,10 +78,10 @@ def contact_sheet(root: str | Path, clips: list[tuple[str, int]], columns: int =
         pairs = [f"flow {k}>{k + 1}" if len(flow) else "no flow" for k in picks]
         tiles.append(np.concatenate([top, _index_row([f"frame {k}" for k in picks], size), bottom,
                                      _index_row(pairs, size)]))
-        captions.append(_caption(s))
+        captions.append(caption(s))
     key = _key(peak)
     # as wide as the widest of the key, the tiles and the captions (a caption is never cut off)
-    width = max([key.shape[1]] + [t.shape[1] for t in tiles] + [_text_width(c) + 8 for c in captions])
+    width = max([key.shape[1]] + [t.shape[1] for t in tiles] + [text_width(c) + 8 for c in captions])
     bands = [key] + [np.concatenate([_text_row(c, t.shape[1], CAPTION_H), t]) for c, t in zip(captions, tiles)]
     bands = [np.pad(b, ((0, GAP), (0, width - b.shape[1]), (0, 0)), constant_values=255) for b in bands]
     sheet = np.concatenate(bands, axis=0)
@@ -125,7 +125,7 @@ def _key(peak: float) -> np.ndarray:
     return key
 
 
-def _caption(s: dict) -> str:
+def caption(s: dict) -> str:
     qc = s["qc"]
     word = s["word"] if s["label"] >= 0 and s["word"] else ""
     text = f'"{s["text"]}"' if s.get("text") and s.get("text") != word else ""
@@ -141,7 +141,7 @@ def _text_row(text: str, width: int, height: int) -> np.ndarray:
     return row
 
 
-def _text_width(text: str) -> int:
+def text_width(text: str) -> int:
     return cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, CAPTION_FONT, 1)[0][0]
 
 

@@ -19,7 +19,7 @@ import torch
 from .dataset.collate import flow_to_pixels
 
 # Mirror image of each of dlib's 68 points: a flipped face's left eye is its right eye.
-_MIRROR_68 = np.array(
+MIRROR_68 = np.array(
     list(range(16, -1, -1))  # jaw
     + list(range(26, 16, -1))  # brows
     + [27, 28, 29, 30]  # nose bridge
@@ -109,7 +109,7 @@ def hflip(sample: dict) -> dict:
         out["flow"] = flow
     if "landmarks" in out:
         w = _spatial_size(sample)[1]
-        lm = out["landmarks"][:, torch.from_numpy(_MIRROR_68)].clone()
+        lm = out["landmarks"][:, torch.from_numpy(MIRROR_68)].clone()
         lm[..., 0] = (w - 1) - lm[..., 0]
         out["landmarks"] = lm
     return out

@@ -9,7 +9,7 @@ import pytest
 
 from flowprep.cli import main as cli_main
 from flowprep.errors import FlowprepError
-from flowprep.preview import (CAPTION_H, GAP, IMAGE_SUFFIXES, INDEX_H, KEY_H, KEY_W, _caption, colour_wheel,
+from flowprep.preview import (CAPTION_H, GAP, IMAGE_SUFFIXES, INDEX_H, KEY_H, KEY_W, caption, colour_wheel,
                               flow_colours, pick_clips, preview)
 from tests.dataset.test_shard_dataset import shard_dir  # noqa: F401  (the fixture)
 
@@ -34,7 +34,7 @@ def test_caption_never_cut_off(tmp_path):
     """A caption wider than the key and the tiles widens the sheet, in full."""
     from dataclasses import replace
 
-    from flowprep.preview import _text_width, contact_sheet
+    from flowprep.preview import text_width, contact_sheet
     from flowprep.shards import Manifest, write_shard
     from tests.shards.test_writer import ATTRS, _result
 
@@ -47,7 +47,7 @@ def test_caption_never_cut_off(tmp_path):
     sheet = contact_sheet(tmp_path, [("train-00000.h5", 0)], columns=1)
     assert sheet.shape[1] > KEY_W
     assert sheet[KEY_H + GAP:KEY_H + GAP + CAPTION_H, -2:].min() == 255  # a white margin after the text
-    assert sheet[KEY_H + GAP:KEY_H + GAP + CAPTION_H, -_text_width("x" * 10):].min() < 128  # the text reaches it
+    assert sheet[KEY_H + GAP:KEY_H + GAP + CAPTION_H, -text_width("x" * 10):].min() < 128  # the text reaches it
 
 
 def test_flow_colours_share_one_scale():
@@ -66,10 +66,10 @@ def test_flow_colours_share_one_scale():
 
 def test_caption_names_unlabelled_clips_and_text():
     sample = {"clip_id": "s1/bbaf2n", "word": "", "label": -1, "gray": np.zeros((75, 4, 4)), "qc": {}}
-    assert "  unlabelled  75 frames" in _caption(sample)
-    assert "''" not in _caption(sample)
-    assert '  "bin blue at f two now"  ' in _caption({**sample, "text": "bin blue at f two now"})
-    assert "  ABOUT  " in _caption({**sample, "word": "ABOUT", "label": 0})
+    assert "  unlabelled  75 frames" in caption(sample)
+    assert "''" not in caption(sample)
+    assert '  "bin blue at f two now"  ' in caption({**sample, "text": "bin blue at f two now"})
+    assert "  ABOUT  " in caption({**sample, "word": "ABOUT", "label": 0})
 
 
 def test_unknown_clip_is_named(shard_dir, tmp_path):  # noqa: F811

@@ -36,7 +36,8 @@ from ..sources import ClipRecord
 from . import stages
 from .executor import RayExecutor
 from .report import BuildReport
-from .runner import _clear, _differences, _reconcile, _remove_stale_temporaries, _run, _sees, _versions
+from .outdir import clear, differences, reconcile, remove_stale_temporaries, versions
+from .runner import _run, _sees
 
 READ = stages.StageSpec("read", num_cpus=1.0)
 
@@ -105,10 +106,10 @@ def reflow(
 
 def _reflow_locked(src: Path, parent: Manifest, out: Path, cfg: BuildConfig, overwrite: bool, progress: bool,
                    executor: RayExecutor | None) -> BuildReport:
-    manifest = _open_manifest(out, src, parent, cfg, overwrite)
-    _remove_stale_temporaries(out)
+    manifest = open_manifest(out, src, parent, cfg, overwrite)
+    remove_stale_temporaries(out)
     plan = _plan(src, parent)
-    todo = _reconcile(manifest, plan, out)
+    todo = reconcile(manifest, plan, out)
     report = BuildReport(out_dir=str(out), planned_clips=manifest.planned_clips,
                          skipped_shards=len(plan) - len(todo), failed=len(parent.discovery_failures))
     own_executor = executor is None
@@ -121,7 +122,7 @@ def _reflow_locked(src: Path, parent: Manifest, out: Path, cfg: BuildConfig, ove
     finally:
         if own_executor:
             ex.close()
-            _remove_stale_temporaries(out)
+            remove_stale_temporaries(out)
     report.total_failed = manifest.totals()["failed"]
     report.complete = manifest.complete
     return report
@@ -199,19 +200,19 @@ def _check_shared_src(ex, src: Path) -> None:
 
 
 # ---- the output folder -------------------------------------------------------------------------
-def _open_manifest(out: Path, src: Path, parent: Manifest, cfg: BuildConfig, overwrite: bool) -> Manifest:
+def open_manifest(out: Path, src: Path, parent: Manifest, cfg: BuildConfig, overwrite: bool) -> Manifest:
     fresh = Manifest(config=cfg.output_dict(), config_fingerprint=cfg.fingerprint(), src=parent.src,
-                     layout=parent.layout, versions=_versions(), classes=list(parent.classes),
+                     layout=parent.layout, versions=versions(), classes=list(parent.classes),
                      planned_clips=parent.planned_clips, discovery_failures=list(parent.discovery_failures),
                      parent=_parent_record(src, parent))
     if not (out / MANIFEST_NAME).exists():
         return fresh
     if overwrite:
-        _clear(out)
+        clear(out)
         return fresh
     old = Manifest.load(out)
     if old.config_fingerprint != fresh.config_fingerprint or old.parent != fresh.parent:
-        changes = _differences(old.config, fresh.config)
+        changes = differences(old.config, fresh.config)
         changes += [f"parent {k}: {old.parent.get(k)!r} -> {v!r}" for k, v in fresh.parent.items()
                     if old.parent.get(k) != v]
         raise FlowprepError(

@@ -13,30 +13,27 @@ import math
 import time
 import uuid
 from collections import deque
-from importlib import metadata
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ..version import __version__
 from ..config import BuildConfig
 from ..errors import FlowprepError
-from ..files import TMP_SUFFIX, fsync_dir
-from ..shards.layout import FAILURES_NAME, FORMAT_VERSION, MANIFEST_NAME, is_shard_name
+from ..shards.layout import FORMAT_VERSION
 from ..shards.lock import BuildLock
 from ..shards.manifest import Manifest
 from ..sources import scan
 from . import stages
 from .executor import RayExecutor
+from .outdir import open_manifest, reconcile, remove_stale_temporaries
 from .feed import FlowFeed
-from .plan import PlannedShard, plan_build
+from .plan import plan_build
 from .report import BuildReport
 from .startup import start_while
 
 log = logging.getLogger(__name__)
 # tqdm's default bar turns a rate under one into s/clip; a build's bar always says clips/s.
 BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_noinv_fmt}{postfix}]"
-VERSIONED = ("flowprep", "torch", "ptlflow", "dlib-bin", "opencv-python", "h5py", "hdf5plugin", "ray", "numpy")
 
 
 def build(
@@ -76,7 +73,7 @@ def _build_locked(src: Path, out: Path, cfg: BuildConfig, overwrite: bool, progr
     finally:
         if own_executor:
             ex.close()
-            _remove_stale_temporaries(out)  # its workers are gone: whatever they left half-written goes too
+            remove_stale_temporaries(out)  # its workers are gone: whatever they left half-written goes too
     totals = manifest.totals()
     report.total_failed = totals["failed"]
     report.complete = manifest.complete
@@ -90,116 +87,15 @@ def _prepare(src: Path, out: Path, cfg: BuildConfig, overwrite: bool) -> tuple[M
     if cfg.limit is not None:
         records = records[: cfg.limit]
     plan = plan_build(records, cfg)
-    manifest = _open_manifest(out, src, layout, cfg, overwrite)
-    _remove_stale_temporaries(out)
+    manifest = open_manifest(out, src, layout, cfg, overwrite)
+    remove_stale_temporaries(out)
     manifest.discovery_failures = [s.to_failure() for s in found.skipped]
     manifest.planned_clips = len(records) + len(found.skipped)
     manifest.classes = found.classes
-    todo = _reconcile(manifest, plan, out)
+    todo = reconcile(manifest, plan, out)
     report = BuildReport(out_dir=str(out), planned_clips=manifest.planned_clips,
                          skipped_shards=len(plan) - len(todo), failed=len(found.skipped))
     return manifest, todo, report
-
-
-# ---- output folder -------------------------------------------------------------------------
-def _open_manifest(out: Path, src: Path, layout: str, cfg: BuildConfig, overwrite: bool) -> Manifest:
-    fresh = Manifest(
-        config=cfg.output_dict(),
-        config_fingerprint=cfg.fingerprint(),
-        src=str(src),
-        layout=layout,
-        versions=_versions(),
-    )
-    if not (out / MANIFEST_NAME).exists():
-        return fresh
-    if overwrite:
-        _clear(out)
-        return fresh
-    old = Manifest.load(out)
-    if old.config_fingerprint != fresh.config_fingerprint or old.src != fresh.src:
-        changes = _differences(old.config, fresh.config)
-        if old.src != fresh.src:
-            changes.append(f"src: {old.src} -> {fresh.src}")
-        raise FlowprepError(
-            f"{out} holds a build made with other settings ({'; '.join(changes) or 'fingerprint differs'}). "
-            "Rerun with the same settings to resume, pick another --out, or pass --overwrite to start over."
-        )
-    old.versions = fresh.versions
-    return old
-
-
-def _clear(out: Path) -> None:
-    """Remove what flowprep wrote in ``out`` (and nothing else). Runs under the build lock."""
-    for path in out.iterdir():
-        if is_shard_name(path.name) or path.name in (MANIFEST_NAME, FAILURES_NAME) or _is_temporary(path.name):
-            path.unlink()
-    fsync_dir(out)
-
-
-def _is_temporary(name: str) -> bool:
-    return name.startswith(".") and name.endswith(TMP_SUFFIX)
-
-
-def _remove_stale_temporaries(out: Path) -> None:
-    """Remove every temporary in ``out``. Only under the build lock: no other build can own one then, and
-    this build's own writers start later (at start-up) or have all returned (at the end), so any
-    temporary belongs to an attempt that died. Writers are this build's tasks on any node of the
-    cluster, so the lock, not the temporary's name, tells who may be writing."""
-    for path in out.iterdir():
-        if _is_temporary(path.name):
-            path.unlink(missing_ok=True)
-
-
-def _reconcile(manifest: Manifest, plan: list[PlannedShard], out: Path) -> list[PlannedShard]:
-    """Keep committed shards that match the plan and exist; return the shards still to build.
-
-    Every other shard file goes: a shard of an earlier plan (its source has fewer clips now, or other
-    ones), a committed shard whose planned clips changed, or one placed by a build killed before it
-    committed. The manifest is saved without them first, so a crash in between leaves no entry
-    without its file. A writer never replaces a file in place, so this is what lets it write."""
-    planned = {p.name: p for p in plan}
-    keep = []
-    for entry in manifest.shards:
-        p = planned.get(entry.name)
-        path = out / entry.name
-        if p is not None and p.plan_hash == entry.plan_hash and path.is_file() and path.stat().st_size == entry.bytes:
-            keep.append(entry)
-    manifest.shards = keep
-    manifest.save(out)  # also rewrites failures.jsonl from the manifest, should a crash have left it behind
-    done = {e.name for e in keep}
-    removed = []
-    for path in sorted(out.iterdir()):
-        if is_shard_name(path.name) and path.name not in done:
-            path.unlink()
-            if path.name not in planned:
-                removed.append(path.name)
-    if removed:
-        log.warning("flowprep: removed %d shard(s) that the current plan does not contain (their source has fewer "
-                    "clips now): %s", len(removed), ", ".join(removed))
-    fsync_dir(out)
-    return [p for p in plan if p.name not in done]
-
-
-def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
-    out = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += _differences(a, b, f"{prefix}{key}.")
-        elif a != b:
-            out.append(f"{prefix}{key}: {a!r} -> {b!r}")
-    return out
-
-
-def _versions() -> dict[str, str]:
-    found = {}
-    for name in VERSIONED:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = "absent"
-    found["flowprep"] = __version__
-    return found
 
 
 # ---- scheduling -----------------------------------------------------------------------------
@@ -211,7 +107,7 @@ def _sees(path: str) -> str:
         return f"unreadable: {exc.strerror}"
 
 
-def _check_shared_out(ex, out: Path, nodes: int) -> None:
+def check_shared_out(ex, out: Path, nodes: int) -> None:
     """Writers run on any node, so every node must see --out as the driver does: a probe file
     written here must be read back, with the same token, on each node."""
     if nodes <= 1:
@@ -231,7 +127,7 @@ def _check_shared_out(ex, out: Path, nodes: int) -> None:
         )
 
 
-class _Watchdog:
+class Watchdog:
     """Turns a build that cannot move into an error instead of a wait without end: no CPU left in the
     cluster (every node gone) fails at once; no progress at all for ``stall_timeout`` seconds fails too."""
 
@@ -264,7 +160,7 @@ def _run(ex, manifest: Manifest, todo, cfg: BuildConfig, out: Path, report: Buil
     """Run every shard of ``todo``: ``task`` (a stage and its function, called with one of the shard's
     records and ``cfg``) per clip, then flow actors when flow has a stage of its own, then the writer."""
     resources = ex.resources()
-    _check_shared_out(ex, out, int(resources["nodes"]))
+    check_shared_out(ex, out, int(resources["nodes"]))
     flow_actors, backend_info = _flow_stage(ex, cfg, resources)
     report.cpus, report.flow_actors = int(resources["CPU"]), len(flow_actors)
     report.flow_precision = backend_info.get("precision_auto", "")
@@ -288,7 +184,7 @@ def _run(ex, manifest: Manifest, todo, cfg: BuildConfig, out: Path, report: Buil
     watched: dict = {}  # ref -> the frame counts (or their refs) of the clips it stands for (progress)
     frames_seen = 0  # frames of the clips finished so far: the bar's rate before any shard commits
     flows_rr = 0
-    watchdog = _Watchdog(ex, cfg.stall_timeout)
+    watchdog = Watchdog(ex, cfg.stall_timeout)
     t0 = time.perf_counter()
 
     def submit_writer(shard, parts) -> None:
@@ -350,7 +246,7 @@ def _run(ex, manifest: Manifest, todo, cfg: BuildConfig, out: Path, report: Buil
                 report.seconds = time.perf_counter() - t0
                 bar.set_postfix_str(_bar_figures(frames_seen, report), refresh=False)  # failures are known now
         # A writer that died mid-file (its node lost) was rerun elsewhere under another temporary name.
-        _remove_stale_temporaries(out)
+        remove_stale_temporaries(out)
     finally:
         bar.close()
         report.seconds = time.perf_counter() - t0

@@ -60,9 +60,9 @@ def _extractor(cfg: BuildConfig):
 
 def _auto_precision(flow: FlowConfig):
     from ..flow.precision import resolve
-    from ..flow.pwcnet import resolve_device
+    from ..runtime import resolve_device
 
-    return resolve(flow.ckpt, resolve_device(flow.device))
+    return resolve(flow.ckpt, str(resolve_device(flow.device)))
 
 
 def _flow_backend(flow: FlowConfig):

@@ -113,7 +113,8 @@ def register(commands) -> None:
 
     e = commands.add_parser("eval", help="top-1/top-5 and the most confused words of a trained run",
                             description="Score a run on a split of its shards; writes eval-SPLIT.json and "
-                                        "confusion-SPLIT.csv into the run.", formatter_class=ExamplesHelp)
+                                        "confusion-SPLIT.csv into the run (an avsync run: AUC and EER of in-sync vs "
+                                        "shifted-audio pairs, avsync-eval-SPLIT.json).", formatter_class=ExamplesHelp)
     e.add_argument("--run", "--run-dir", dest="run", required=True,
                    help="a run folder written by `flowprep train` (under torchrun spell it --run-dir: "
                         "torchrun takes --run for its own --run-path)")
@@ -127,8 +128,6 @@ def register(commands) -> None:
     e.add_argument("--top", type=int, default=10, help="confused pairs to print")
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
     e.add_argument("--json", action="store_true", help="print the result as JSON")
-    e.add_argument("--task", default="lipread", choices=["lipread", "avsync"],
-                   help="avsync: EER and AUC of in-sync vs shifted-audio pairs on every window of the split")
     e.set_defaults(func=run_eval)
 
     add_report_parser(commands)  # `flowprep report RUN...`: its options live with the report
@@ -149,12 +148,6 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     )
 
 
-def _device(name: str) -> str:
-    import torch
-
-    return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
-
-
 def _train_avsync(args: argparse.Namespace) -> int:
     from ..train.avsync import AVSyncConfig, evaluate_avsync, train_avsync
 
@@ -162,8 +155,12 @@ def _train_avsync(args: argparse.Namespace) -> int:
     cfg = AVSyncConfig(window=args.window, shift_s=args.shift_s, hard_k=args.hard_k, seed=args.seed,
                        epochs=args.epochs if args.epochs != TrainConfig.epochs else d.epochs,
                        batch_size=args.batch_size if args.batch_size != TrainConfig.batch_size else d.batch_size,
-                       lr=args.lr if args.lr != TrainConfig.lr else d.lr, device=_device(args.device))
-    summary = train_avsync(shards=args.shards, config=cfg, out=args.out, progress=not args.no_progress)
+                       lr=args.lr if args.lr != TrainConfig.lr else d.lr, device=args.device, amp=args.amp)
+    summary = train_avsync(shards=args.shards, config=cfg, out=args.out, progress=not args.no_progress,
+                           resume=args.resume)
+    if not summary["losses"]:
+        print(f"{args.out}: already trained (epoch {summary['epoch']})", file=sys.stderr)
+        return 0
     result = {"run": args.out, "steps": len(summary["losses"]), "final_loss": summary["losses"][-1],
               "seconds": summary["seconds"], "windows": summary["windows"]}
     from ..shards.manifest import Manifest
@@ -216,17 +213,6 @@ def run_eval(args: argparse.Namespace) -> int:
 
     if args.top < 0:
         raise FlowprepError("--top must be 0 or more")
-    if args.task == "avsync":
-        from ..train.avsync import evaluate_avsync, trained_on
-
-        result = evaluate_avsync(args.run, shards=args.shards or trained_on(args.run), split=args.split, device=_device(args.device),
-                                 out=args.run)
-        if args.json:
-            print(json.dumps({k: v for k, v in result.items() if isinstance(v, (int, float, str))}, indent=1))
-        else:
-            print(f"{args.run} on {args.split}: {result['pairs']} pairs, AUC {result['auc']:.4f}, "
-                  f"EER {result['eer']:.4f}, paired accuracy {result['paired_accuracy']:.4f}")
-        return 0
     from ..train import distributed
 
     try:
@@ -238,6 +224,10 @@ def run_eval(args: argparse.Namespace) -> int:
         return 0  # rank 0 speaks for the evaluation
     if args.json:
         print(json.dumps(result, indent=1))
+        return 0
+    if "auc" in result:  # an avsync run
+        print(f"{args.run} on {args.split}: {result['pairs']} pairs, AUC {result['auc']:.4f}, "
+              f"EER {result['eer']:.4f}, paired accuracy {result['paired_accuracy']:.4f}")
         return 0
     print(f"{args.run} [{result['checkpoint']}, epoch {result['epoch']}] on {args.split}: {result['clips']} clips, "
           f"top-1 {result['top1']:.4f}, top-5 {result['top5']:.4f}, loss {result['loss']:.4f}")

@@ -9,14 +9,19 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ..transforms import Compose, Normalize, RandomCrop, RandomHorizontalFlip
+from ..transforms import Compose, Normalize
 from .collate import pad_collate
 from .shard_dataset import ShardDataset
 
 
 def train_transform(root: str | Path, split: str, seed: int = 0) -> Compose:
+    """What training applies (train.data.train_transform at the trainer's default crop and flip), then
+    the normalisation the trainer runs on the device."""
+    from ..train.config import TrainConfig
+    from ..train.data import train_transform as augment
+
     stats = ShardDataset(root, split).manifest.stats(split)
-    return Compose([RandomCrop(104, seed=seed), RandomHorizontalFlip(seed=seed + 1), Normalize.from_manifest(stats)])
+    return Compose(augment(TrainConfig(shards=str(root), out="", seed=seed)).transforms + [Normalize.from_manifest(stats)])
 
 
 def read_bench(root: str | Path, split: str = "train", clips: int = 400, workers: int = 2, batch_size: int = 32,

@@ -134,9 +134,9 @@ def flow_bench(
     import torch
 
     from . import get_backend
-    from .pwcnet import resolve_device
+    from ..runtime import resolve_device
 
-    dev = resolve_device(device)
+    dev = str(resolve_device(device))
     cuda = dev.startswith("cuda")
     if batch_sizes is None:
         batch_sizes = (64, 256, 1024) if cuda else (1, 8, 32)

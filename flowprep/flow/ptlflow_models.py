@@ -32,7 +32,8 @@ from ..config import FlowConfig
 from ..errors import FlowprepError
 from ..files import file_sha256
 from .base import FlowBackend, register_backend
-from .pwcnet import gray_images, import_ptlflow, resolve_checkpoint, resolve_device
+from ..runtime import resolve_device
+from .pwcnet import gray_images, import_ptlflow, resolve_checkpoint
 
 MODELS_EXAMPLE = "raft_small, neuflow2, sea_raft_s, rapidflow"
 
@@ -92,7 +93,7 @@ class PtlflowBackend(FlowBackend):
         self.model_name = model
         self.options = {"ckpt": None if ckpt is None else str(ckpt), "device": device, "batch_pairs": int(batch_pairs)}
         self.ckpt_path = resolve_model_checkpoint(model, ckpt)
-        self.device = resolve_device(device)
+        self.device = str(resolve_device(device))
         self.batch_pairs = int(batch_pairs)
         self.model = load_model(model, self.ckpt_path).to(self.device)
         self._sha256: str | None = None

@@ -33,6 +33,7 @@ import numpy as np
 from ..config import FlowConfig
 from ..errors import FlowprepError
 from ..files import file_sha256
+from ..runtime import resolve_device
 from .base import FlowBackend, register_backend
 
 # ptlflow's published weights for its "pwcnet" model, which is PWC-DC-Net (the paper's network,
@@ -131,20 +132,6 @@ def load_pwcnet(path: Path):
     return model.eval()
 
 
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise FlowprepError(f"--device {device}, but torch sees no CUDA device: use --device auto or cpu")
-        return device
-    if device != "cpu":
-        raise FlowprepError(f"unknown device {device!r}; use auto, cpu or cuda")
-    return device
-
-
 def gray_images(prev: np.ndarray, next: np.ndarray, device: str):
     """uint8 [B,H,W] pairs as ptlflow's models take them: [B,2,3,H,W] floats in 0..1 on ``device``,
     gray replicated to three channels (uint8 crosses to the GPU: 4x fewer bytes)."""
@@ -217,7 +204,7 @@ class PWCNetBackend(FlowBackend):
             "compile": bool(compile),
         }
         self.ckpt_path = resolve_checkpoint(ckpt)
-        self.device = resolve_device(device)
+        self.device = str(resolve_device(device))
         if dtype == "fp16" and not self.device.startswith("cuda"):
             raise FlowprepError("dtype fp16 needs a CUDA device (CPU autocast is bf16); use fp32 or bf16")
         self.batch_pairs = int(batch_pairs)

@@ -2,8 +2,8 @@
 
 Each configuration runs in a fresh process, so its peak RSS is its own (and its peak CUDA memory). Inputs are random clips
 of the shards' types (uint8 gray, int8 flow with its scale) going through the same device-side
-normalisation as training; reading is left out (shards read at hundreds of clips/s, see
-`flowprep bench read`), so the figure is the model's own ceiling.
+normalisation as training; reading is left out (`flowprep bench read` measures it), so the figure
+is the model's own ceiling.
 
     flowprep bench train                                    # CPU, float32, every front-end x back-end
     flowprep bench train --frontends resnet2d,c3d-resnet --backends conv1d --batch-size 2   # some of them
@@ -107,7 +107,7 @@ def _measure(job: dict[str, Any]) -> dict[str, Any]:
     from ..transforms import Normalize
     from .config import TrainConfig
     from .data import model_inputs
-    from .evaluation import amp_dtype, autocast, resolve_device
+    from ..runtime import amp_dtype, autocast, grad_scaler, resolve_device
     from .models import build_model
 
     from . import distributed
@@ -121,7 +121,7 @@ def _measure(job: dict[str, Any]) -> dict[str, Any]:
                       fusion=job["fusion"], width=job["width"], hidden=job["hidden"], amp=job["amp"],
                       device=job["device"], batch_size=job["batch_size"])
     device = resolve_device(cfg.device)
-    low = amp_dtype(cfg, device)
+    low = amp_dtype(cfg.amp, device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     model = build_model(cfg, 500).to(device)  # LRW's 500 words
@@ -129,7 +129,7 @@ def _measure(job: dict[str, Any]) -> dict[str, Any]:
     if ctx.active:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    scaler = torch.amp.GradScaler(device.type, enabled=low == torch.float16)
+    scaler = grad_scaler(device, low)
     b, t, s = job["batch_size"] // ctx.world, job["frames"], job["size"]
     g = torch.Generator().manual_seed(0)
     batch = {

@@ -6,28 +6,21 @@ No torch here: the command line reads its defaults without loading it.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import FlowprepError
+from .registry import BACKENDS, FRONTENDS, FUSIONS, MAP_FUSIONS, STREAM_CHANNELS
 
 # Fields a resumed run may change: where and how fast it runs, and how long it goes on.
 RUNTIME_FIELDS = frozenset({"shards", "out", "epochs", "device", "workers", "progress", "resume"})
 # ... and, for data-parallel runs, how the ranks cooperate (a run resumes on any number of ranks).
 RUNTIME_FIELDS |= {"sync_bn", "dist_timeout_s"}
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
-# The choices (models.py builds them; kept here so the command line loads without torch).
-# The seed paper's front-ends (resnet2d, c3d-resnet, i3d) and flowprep's r3d18; its back-ends (conv1d: two 1D
-# temporal convolutions + FC; bilstm) and flowprep's tcn (residual dilated temporal convolutions).
-FRONTENDS = ("resnet2d", "c3d-resnet", "i3d", "r3d18")
-BACKENDS = ("conv1d", "bilstm", "tcn")
-# heatmap: Gaussian maps of dlib's 20 mouth landmarks, one channel each, drawn on the device from the
-# stored landmarks after crop and flip (flowprep.transforms.keypoint_heatmaps).
-STREAM_CHANNELS = {"gray": 1, "flow": 2, "heatmap": 20}
-# features / scores: per-frame features concatenated / logits averaged (models.LipReader); the rest fuse
-# two streams' feature maps at a front-end stage, then 3D conv + 3D pooling (fusion.FusedTwoStream).
-FUSIONS = ("features", "scores", "sum", "max", "concat", "conv", "bilinear")
-MAP_FUSIONS = ("sum", "max", "concat", "conv", "bilinear")
+# The choices are declared in registry.py (torch-free; the networks register their builders there).
+__all__ = ["BACKENDS", "FRONTENDS", "FUSIONS", "MAP_FUSIONS", "STREAM_CHANNELS", "TrainConfig"]
 
 
 @dataclass
@@ -92,6 +85,21 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "crop", "hidden"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1")
+        if self.layers is not None and self.layers < 1:
+            problems.append("layers must be at least 1 (or None for the back-end's default)")
+        if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
+            problems.append("max_steps_per_epoch must be at least 1 (or None for every step)")
+        for name in ("width", "lr"):
+            if not getattr(self, name) > 0:
+                problems.append(f"{name} must be positive")
+        for name in ("weight_decay", "warmup_epochs", "grad_clip"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name} must be 0 or more")
+        for name in ("dropout", "label_smoothing"):
+            if not 0 <= getattr(self, name) < 1:
+                problems.append(f"{name} must be in [0, 1)")
+        if not _DEVICE.fullmatch(str(self.device)):
+            problems.append(f"device {self.device!r} (use auto, cpu, cuda or cuda:N)")
         if self.dist_timeout_s <= 0:
             problems.append("dist_timeout_s must be positive")
         if self.workers < 0:

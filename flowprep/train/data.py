@@ -22,7 +22,7 @@ from ..errors import FlowprepError
 from ..transforms import MOUTH_POINTS, CenterCrop, Compose, Normalize, RandomCrop, RandomHorizontalFlip, keypoint_heatmaps
 from .config import TrainConfig
 from .distributed import PlanSampler
-from .models import time_mask
+from .backends import time_mask
 
 
 def train_transform(cfg: TrainConfig) -> Compose:

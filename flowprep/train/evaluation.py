@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,32 +13,16 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..errors import FlowprepError
+from ..runtime import amp_dtype, autocast, resolve_device
 from ..transforms import Normalize
 from . import checkpoint, data, distributed
 from .config import TrainConfig
 from .models import build_model
 
 
-def amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
-    """The reduced precision of ``--amp`` on this device: bfloat16 where the GPU has it, else float16
-    (with loss scaling in training); None for float32 (no --amp, or not on CUDA)."""
-    if not cfg.amp:
-        return None
-    if device.type != "cuda":
-        print(f"flowprep: --amp applies on CUDA only; running in float32 on {device}", file=sys.stderr)
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
-
-def autocast(device: torch.device, dtype: torch.dtype | None):
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
 @torch.no_grad()
 def evaluate_model(model: nn.Module, loader: DataLoader, streams: tuple[str, ...], normalize: Normalize,
-                   device: torch.device, num_classes: int, amp_dtype: torch.dtype | None = None,
+                   device: torch.device, num_classes: int, precision: torch.dtype | None = None,
                    progress: bool = False, ctx: distributed.Context = distributed.Context()) -> dict[str, Any]:
     """{"loss", "top1", "top5", "clips", "confusion" ([K, K] counts, rows = true class)}.
 
@@ -52,7 +34,7 @@ def evaluate_model(model: nn.Module, loader: DataLoader, streams: tuple[str, ...
     for batch in tqdm(loader, desc="eval", unit="batch", disable=not progress or not ctx.main, leave=False):
         inputs, lengths = data.model_inputs(batch, streams, normalize, device)
         labels = batch["label"].to(device)
-        with autocast(device, amp_dtype):
+        with autocast(device, precision):
             logits = model(inputs, lengths)
         logits = logits.float()
         losses = nn.functional.cross_entropy(logits, labels, reduction="none")
@@ -89,21 +71,13 @@ def most_confused(confusion: torch.Tensor, classes: list[str], n: int = 10) -> l
     return out
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise FlowprepError(f"--device {name}: CUDA is not available on this machine (use cpu or auto)")
-    return device
-
-
 def evaluate(run: str | Path, split: str = "val", which: str = "best", device: str = "auto",
              batch_size: int | None = None, workers: int | None = None, shards: str | Path | None = None,
              progress: bool = False) -> dict[str, Any]:
     """Score a run's checkpoint (``which``: best, falling back to last when no best was kept; or last)
     on ``split`` of its shards (or of ``shards``, built with the same settings). Writes
-    eval-<split>.json and confusion-<split>.csv into the run.
+    eval-<split>.json and confusion-<split>.csv into the run. An avsync run (``train --task avsync``) is
+    scored by ``avsync.evaluate_avsync`` instead: AUC and EER, written to avsync-eval-<split>.json.
 
     Started by torchrun (or in a Ray Train worker), every rank scores its part of the split and rank 0
     writes the files; the figures equal one process's."""
@@ -112,6 +86,10 @@ def evaluate(run: str | Path, split: str = "val", which: str = "best", device: s
     run = Path(run)
     path = run / (checkpoint.BEST if which == "best" and (run / checkpoint.BEST).is_file() else checkpoint.LAST)
     state = checkpoint.load(path)
+    if state.get("task", "lipread") != "lipread":  # the run says what it learned: an avsync run is scored as one
+        from .avsync import evaluate_avsync
+
+        return evaluate_avsync(run, shards=shards, split=split, device=device)
     cfg = TrainConfig.from_dict(state["config"])
     ctx, device = distributed.setup(device, cfg.dist_timeout_s)
     cfg = cfg.replace(device=device, workers=cfg.workers if workers is None else workers,
@@ -126,7 +104,7 @@ def evaluate(run: str | Path, split: str = "val", which: str = "best", device: s
     normalize = Normalize(**state["normalize"])
     per_rank = max(1, (batch_size or cfg.batch_size) // ctx.world)
     loader = data.loader(ds, cfg, data.eval_batches(distributed.eval_indices(len(ds), ctx), per_rank), device=dev)
-    precision = amp_dtype(cfg, dev) if dev.type == "cuda" else None  # as trained: --amp runs eval in AMP too
+    precision = amp_dtype(cfg.amp, dev) if dev.type == "cuda" else None  # as trained: --amp runs eval in AMP too
     result = evaluate_model(model, loader, cfg.streams, normalize, dev, len(classes), precision, progress=progress,
                             ctx=ctx)
     confusion = result.pop("confusion")

@@ -20,10 +20,8 @@ import torchvision
 from torch import nn
 from torchvision.models.resnet import BasicBlock
 
-
-def pool_space(x: torch.Tensor) -> torch.Tensor:
-    """[B, F, T, H, W] -> [B, T, F]: average over the image, keep time."""
-    return x.mean(dim=(3, 4)).transpose(1, 2)
+from .frontends3d import pool_space
+from .registry import FRONTEND
 
 
 class PerFrame(nn.Module):
@@ -87,6 +85,7 @@ class ResNet2DStages(nn.Module):
         return self.layer4(self.layer3(self.layer2(self.layer1(self.stem(x)))))
 
 
+@FRONTEND.register("resnet2d")
 class FrameResNet34(nn.Module):
     """``resnet2d``: ResNet-34 on every frame independently (no temporal context in the front-end);
     512 features per frame at width 1."""
@@ -109,6 +108,7 @@ class FrameResNet34(nn.Module):
 C3D_WIDTHS = (64, 64, 96)
 
 
+@FRONTEND.register("c3d-resnet")
 class C3DResNet(nn.Module):
     """``c3d-resnet``: three 3x3x3 convolutions (64, 64, 96 kernels), each followed by batch norm, ReLU and a
     3x3x3 max-pool (the first two halve the image, the third keeps it; none strides in time), then a 2D

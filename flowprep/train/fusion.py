@@ -2,7 +2,7 @@
 al., CVPR 2016), late score fusion, and bidirectional lateral connections with a joint head
 (two-stream sign-language recognition).
 
-The front-ends of ``models.py`` (``ResNet3D18``, ``I3D``) are run *stage by stage* without changing
+The front-ends of ``frontends3d.py`` (``ResNet3D18``, ``I3D``) and ``frontends2d.py`` are run *stage by stage* without changing
 them: :func:`frontend_stages` names, for each stage, the submodules its ``forward`` runs in order
 (the 3D ResNet: stem, layer1..layer4; I3D: stem, mixed_3*, pool_3 + mixed_4*, pool_4 + mixed_5*).
 The wrapper keeps each front-end as a registered submodule, so its parameter names, its
@@ -19,17 +19,20 @@ channels (1 summed map, 20 mouth points, 68 landmarks, ...); see :data:`STREAM_C
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, Sequence
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .config import STREAM_CHANNELS
-from .models import BACKENDS, DEFAULT_LAYERS, FRONTENDS, I3D, ResNet3D18
+from . import frontends2d  # noqa: F401  (registers the 2D front-ends build_fused_model may name)
+from .backends import Classifier
+from .frontends3d import I3D, ResNet3D18, pool_space
+from .registry import BACKEND, BACKENDS, DEFAULT_LAYERS, FRONTEND, FUSION, MAP_FUSIONS, STREAM_CHANNELS
 
-FUSIONS = ("sum", "max", "concat", "conv", "bilinear", "scores")
-CONV_FUSIONS = ("sum", "max", "concat", "conv", "bilinear")
+# what FusedTwoStream does: a map fusion at a stage, or a back-end per stream with their scores averaged
+TWO_STREAM_FUSIONS = MAP_FUSIONS + ("scores",)
 
 
 # ---- running a front-end stage by stage --------------------------------------------------------
@@ -77,11 +80,6 @@ class StagedFrontend(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return pool_space(self.run(x, 0, len(self)))
-
-
-def pool_space(x: torch.Tensor) -> torch.Tensor:
-    """[B, F, T, H, W] -> [B, T, F] (the same average over the image as the front-ends use)."""
-    return x.mean(dim=(3, 4)).transpose(1, 2)
 
 
 @torch.no_grad()
@@ -147,8 +145,8 @@ class ConvFusion(nn.Module):
     def __init__(self, kind: str, channels: int, out_channels: int | None = None, bilinear_channels: int = 8,
                  pool_stride: int = 1):
         super().__init__()
-        if kind not in CONV_FUSIONS:
-            raise ValueError(f"fusion {kind!r}: use one of {', '.join(CONV_FUSIONS)}")
+        if kind not in MAP_FUSIONS:
+            raise ValueError(f"fusion {kind!r}: use one of {', '.join(MAP_FUSIONS)}")
         self.kind = kind
         out_channels = out_channels or channels
         fused = channels
@@ -199,7 +197,7 @@ BackendFactory = Callable[[int], nn.Module]
 
 def backend_factory(backend: str | BackendFactory, num_classes: int | None = None, hidden: int = 512,
                     layers: int | None = None, dropout: float = 0.2) -> BackendFactory:
-    """``in_features -> module(x [B, T, F], lengths) -> logits``: from a name of models.BACKENDS, or as given."""
+    """``in_features -> module(x [B, T, F], lengths) -> logits``: from a name of registry.BACKENDS, or as given."""
     if callable(backend):
         return backend
     if backend not in BACKENDS:
@@ -207,10 +205,10 @@ def backend_factory(backend: str | BackendFactory, num_classes: int | None = Non
     if num_classes is None:
         raise ValueError("num_classes is needed to build a named back-end")
     layers = layers or DEFAULT_LAYERS[backend]
-    return lambda features: BACKENDS[backend](features, num_classes, hidden, layers, dropout)
+    return lambda features: BACKEND[backend](features, num_classes, hidden, layers, dropout)
 
 
-class FusedTwoStream(nn.Module):
+class FusedTwoStream(Classifier):
     """Two front-ends (any stage-splittable ones: ``ResNet3D18``, ``I3D``, of any input channels and
     widths), fused one of two ways:
 
@@ -241,8 +239,8 @@ class FusedTwoStream(nn.Module):
                  pool_stride: int = 1, input_sizes: Sequence[tuple[int, int]] = ((64, 64), (64, 64)),
                  hidden: int = 512, layers: int | None = None, dropout: float = 0.2):
         super().__init__()
-        if fusion not in FUSIONS:
-            raise ValueError(f"fusion {fusion!r}: use one of {', '.join(FUSIONS)}")
+        if fusion not in TWO_STREAM_FUSIONS:
+            raise ValueError(f"fusion {fusion!r}: use one of {', '.join(TWO_STREAM_FUSIONS)}")
         if average not in ("logits", "log_probs"):
             raise ValueError(f"average {average!r}: use logits or log_probs")
         if len(streams) != 2:
@@ -340,7 +338,7 @@ class FusedTwoStream(nn.Module):
         return total, self.combine(heads)
 
 
-class SingleStream(nn.Module):
+class SingleStream(Classifier):
     """One front-end and one back-end, for any stream name and channel count (e.g. a keypoint-heatmap
     stream, which ``LipReader`` does not know): ``forward({stream: x}, lengths) -> [B, K]``."""
 
@@ -357,10 +355,6 @@ class SingleStream(nn.Module):
 
     def forward(self, inputs: dict[str, torch.Tensor], lengths: torch.Tensor) -> torch.Tensor:
         return self.backend(self.frontend(inputs[self.streams[0]]), lengths)
-
-    def loss(self, inputs, lengths, labels, loss_fn=F.cross_entropy):
-        logits = self(inputs, lengths)
-        return loss_fn(logits.float(), labels), logits
 
 
 def stream_channels(stream: str, heatmap_channels: int | None = None) -> int:
@@ -379,10 +373,22 @@ def build_fused_model(streams: Sequence[str], frontend: str, backend: str, num_c
     one stream -> :class:`SingleStream`; two -> :class:`FusedTwoStream` (``options`` go to it:
     lateral_stages, joint_head, average, bilinear_channels, pool_stride)."""
     streams = tuple(streams)
-    make = FRONTENDS[frontend]
+    make = FRONTEND[frontend]
     frontends = [make(stream_channels(s, heatmap_channels), width) for s in streams]
     if len(streams) == 1:
         return SingleStream(frontends[0], backend, num_classes, streams[0], hidden, layers, dropout)
     return FusedTwoStream(frontends[0], frontends[1], backend, num_classes, streams, fusion, stage, lateral,
                           input_sizes=input_sizes or ((64, 64), (64, 64)), hidden=hidden, layers=layers,
                           dropout=dropout, **options)
+
+
+def _from_config(fusion: str, cfg, num_classes: int) -> nn.Module:
+    """The two-stream network of a TrainConfig (models.build_model, through the registry)."""
+    return build_fused_model(cfg.streams, cfg.frontend, cfg.backend, num_classes, fusion=fusion,
+                             stage=cfg.fusion_stage, lateral=cfg.lateral, width=cfg.width, hidden=cfg.hidden,
+                             layers=cfg.layers, dropout=cfg.dropout, heatmap_channels=STREAM_CHANNELS["heatmap"],
+                             input_sizes=((cfg.crop, cfg.crop),) * 2)
+
+
+for _name in TWO_STREAM_FUSIONS:
+    FUSION.register(_name)(functools.partial(_from_config, _name))

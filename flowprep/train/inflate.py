@@ -55,10 +55,6 @@ def load_2d(path: str | Path, frontend: str = "r3d18") -> dict[str, torch.Tensor
     return state
 
 
-def load_resnet18_2d(path: str | Path) -> dict[str, torch.Tensor]:
-    return load_2d(path, "r3d18")
-
-
 _STEM = {"stem.0": "conv1", "stem.2": "conv2", "stem.3": "conv3"}
 _BLOCKS = {"mixed_3b": "inception3a", "mixed_3c": "inception3b", "mixed_4b": "inception4a", "mixed_4c": "inception4b",
            "mixed_4d": "inception4c", "mixed_4e": "inception4d", "mixed_4f": "inception4e", "mixed_5b": "inception5a",

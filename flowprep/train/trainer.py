@@ -14,7 +14,6 @@ so a run resumes on any number of ranks.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import time
@@ -29,14 +28,15 @@ from tqdm.auto import tqdm
 from ..errors import FlowprepError
 from . import checkpoint, data, distributed
 from .config import TrainConfig
-from .evaluation import amp_dtype, autocast, evaluate_model, resolve_device
+from ..runtime import amp_dtype, autocast, grad_scaler, resolve_device
+from .evaluation import evaluate_model
 from .inflate import inflate, load_2d
 from .models import build_model
 from .pretrained import load_video, read_video
+from .runlog import RunLog
 
 EPOCH_FIELDS = ["epoch", "step", "lr", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5",
                 "clips_per_s", "epoch_s"]
-STEP_FIELDS = ["step", "epoch", "loss", "lr"]
 
 
 def warmup_cosine(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
@@ -47,54 +47,6 @@ def warmup_cosine(warmup_steps: int, total_steps: int) -> Callable[[int], float]
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
     return factor
-
-
-class RunLog:
-    """metrics.csv, steps.csv and TensorBoard, cut back to ``step`` when a run resumes."""
-
-    def __init__(self, out: Path, step: int, epoch: int):
-        from torch.utils.tensorboard import SummaryWriter
-
-        self.epochs = _CsvLog(out / "metrics.csv", EPOCH_FIELDS, keep=lambda r: int(r["epoch"]) <= epoch)
-        self.steps = _CsvLog(out / "steps.csv", STEP_FIELDS, keep=lambda r: int(r["step"]) <= step)
-        self.tb = SummaryWriter(str(out / "tb"), purge_step=step + 1 if step else None)
-
-    def step(self, step: int, epoch: int, loss: float, lr: float) -> None:
-        self.steps.write({"step": step, "epoch": epoch, "loss": f"{loss:.6g}", "lr": f"{lr:.6g}"})
-        self.tb.add_scalar("train/loss", loss, step)
-        self.tb.add_scalar("train/lr", lr, step)
-
-    def epoch(self, row: dict[str, Any]) -> None:
-        self.epochs.write({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-        for key, value in row.items():
-            if key not in ("epoch", "step") and value != "":
-                self.tb.add_scalar(f"epoch/{key}", value, row["step"])
-        self.tb.flush()
-
-    def close(self) -> None:
-        self.epochs.close()
-        self.steps.close()
-        self.tb.close()
-
-
-class _CsvLog:
-    def __init__(self, path: Path, fields: list[str], keep: Callable[[dict], bool]):
-        rows = []
-        if path.is_file():
-            with open(path, newline="") as fh:
-                rows = [r for r in csv.DictReader(fh) if keep(r)]
-        self.fh = open(path, "w", newline="")
-        self.writer = csv.DictWriter(self.fh, fields)
-        self.writer.writeheader()
-        self.writer.writerows(rows)
-        self.fh.flush()
-
-    def write(self, row: dict[str, Any]) -> None:
-        self.writer.writerow(row)
-        self.fh.flush()
-
-    def close(self) -> None:
-        self.fh.close()
 
 
 class _Objective(nn.Module):
@@ -111,10 +63,7 @@ class _Objective(nn.Module):
             losses = F.cross_entropy(logits.float(), y, reduction="none", label_smoothing=self.label_smoothing)
             return (losses * weights).sum()
 
-        if hasattr(self.model, "loss"):  # several heads (fusion.FusedTwoStream): each one learns
-            return self.model.loss(inputs, lengths, labels, loss_fn)
-        logits = self.model(inputs, lengths)
-        return loss_fn(logits, labels), logits
+        return self.model.loss(inputs, lengths, labels, loss_fn)  # backends.Classifier: each head learns
 
 
 class _Session:
@@ -123,7 +72,7 @@ class _Session:
     def __init__(self, cfg: TrainConfig, num_classes: int, steps_per_epoch: int, device: torch.device,
                  ctx: distributed.Context):
         self.cfg, self.device, self.steps_per_epoch, self.ctx = cfg, device, steps_per_epoch, ctx
-        self.precision = amp_dtype(cfg, device)
+        self.precision = amp_dtype(cfg.amp, device)
         model = build_model(cfg, num_classes)
         if cfg.sync_bn and ctx.active:
             model = distributed.sync_batchnorm(model, device)
@@ -136,7 +85,7 @@ class _Session:
         warmup = round(cfg.warmup_epochs * steps_per_epoch)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, warmup_cosine(warmup, cfg.epochs * steps_per_epoch))
-        self.scaler = torch.amp.GradScaler(device.type, enabled=self.precision == torch.float16)
+        self.scaler = grad_scaler(device, self.precision)
         self.step = 0
         self.losses: list[float] = []  # of the steps this session ran
 
@@ -268,7 +217,7 @@ def train(config: TrainConfig, on_epoch_end: Callable[[dict[str, Any]], None] | 
     kept = {"config": cfg.to_dict(), "classes": classes, "shards_fingerprint": manifest.config_fingerprint,
             "normalize": {"gray_mean": normalize.gray_mean, "gray_std": normalize.gray_std,
                           "flow_std": normalize.flow_std}}
-    log = RunLog(out, run.step, start_epoch) if ctx.main else None
+    log = RunLog(out, run.step, start_epoch, EPOCH_FIELDS) if ctx.main else None
     history, t_start, start_step = [], time.perf_counter(), run.step
     per_rank = max(1, cfg.batch_size // ctx.world)
     val_batches = data.eval_batches(distributed.eval_indices(len(val_ds), ctx), per_rank) if val_ds else []

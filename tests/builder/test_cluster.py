@@ -114,11 +114,11 @@ import json, os, sys
 from pathlib import Path
 
 from flowprep.builder.executor import RayExecutor
-from flowprep.builder.runner import _check_shared_out
+from flowprep.builder.runner import check_shared_out
 
 with RayExecutor(address=sys.argv[1]) as ex:
     pids = ex.on_each_node(os.getpid)
-    _check_shared_out(ex, Path(sys.argv[2]), nodes=len(pids))
+    check_shared_out(ex, Path(sys.argv[2]), nodes=len(pids))
 print(json.dumps({"driver": os.getpid(), "pids": pids}))
 """
 

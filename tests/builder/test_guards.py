@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flowprep.builder.runner import _check_shared_out, _Watchdog
+from flowprep.builder.runner import check_shared_out, Watchdog
 from flowprep.errors import FlowprepError
 
 
@@ -27,31 +27,31 @@ class _Cluster:
 def test_an_output_folder_one_node_cannot_see_is_refused(tmp_path):
     nodes = _Cluster({"10.0.0.1/aaaa": "same", "10.0.0.2/bbbb": ""})
     with pytest.raises(FlowprepError, match=r"not shared with every Ray node: 10\.0\.0\.2/bbbb cannot see it"):
-        _check_shared_out(nodes, tmp_path, nodes=2)
+        check_shared_out(nodes, tmp_path, nodes=2)
     assert nodes.probes and not list(tmp_path.iterdir())  # the probe was written, then removed
 
 
 def test_an_output_folder_every_node_sees_passes(tmp_path):
     nodes = _Cluster({"10.0.0.1/aaaa": "same", "10.0.0.2/bbbb": "same"})
-    _check_shared_out(nodes, tmp_path, nodes=2)
+    check_shared_out(nodes, tmp_path, nodes=2)
     assert not list(tmp_path.iterdir())
 
 
 def test_a_single_node_is_not_probed(tmp_path):
     nodes = _Cluster({})
-    _check_shared_out(nodes, tmp_path, nodes=1)
+    check_shared_out(nodes, tmp_path, nodes=1)
     assert not nodes.probes
 
 
 def test_a_cluster_without_cpus_fails_instead_of_waiting():
-    dog = _Watchdog(_Cluster(cpus=0.0), stall_timeout=600, check_every=0.0)
+    dog = Watchdog(_Cluster(cpus=0.0), stall_timeout=600, check_every=0.0)
     with pytest.raises(FlowprepError, match="no live node with a CPU"):
         dog.check()
-    _Watchdog(_Cluster(cpus=1.0), stall_timeout=600, check_every=0.0).check()  # CPUs left: keep waiting
+    Watchdog(_Cluster(cpus=1.0), stall_timeout=600, check_every=0.0).check()  # CPUs left: keep waiting
 
 
 def test_no_progress_for_the_stall_timeout_fails():
-    dog = _Watchdog(_Cluster(cpus=2.0), stall_timeout=0.0)
+    dog = Watchdog(_Cluster(cpus=2.0), stall_timeout=0.0)
     with pytest.raises(FlowprepError, match=r"no clip finished for \d+ s \(--stall-timeout\)"):
         dog.check()
 

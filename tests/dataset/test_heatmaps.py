@@ -13,7 +13,7 @@ from flowprep.transforms import (
     RandomCrop,
     RandomHorizontalFlip,
     TimeMask,
-    _MIRROR_68,
+    MIRROR_68,
     hflip,
     keypoint_heatmaps,
 )
@@ -55,8 +55,8 @@ def test_peaks_sit_at_the_transformed_landmarks_after_crop_and_flip():
     checked = 0
     for t in range(T):
         for k in range(68):
-            # after the flip, channel k is dlib point k of the mirrored face: the original point _MIRROR_68[k]
-            src = _MIRROR_68[k]
+            # after the flip, channel k is dlib point k of the mirrored face: the original point MIRROR_68[k]
+            src = MIRROR_68[k]
             x, y = lm[t, src, 0] - left, lm[t, src, 1] - top
             x = (crop_size - 1) - x
             if not (0 <= x < crop_size and 0 <= y < crop_size):

@@ -8,9 +8,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from flowprep.train.fusion import (FUSIONS, ConvFusion, FusedTwoStream, Resample, SingleStream, StagedFrontend,
+from flowprep.train.fusion import (TWO_STREAM_FUSIONS, ConvFusion, FusedTwoStream, Resample, SingleStream, StagedFrontend,
                                    build_fused_model, stage_shapes)
-from flowprep.train.models import I3D, ResNet3D18
+from flowprep.train.frontends3d import I3D, ResNet3D18
 
 B, T, S, K = 2, 8, 48, 3
 SMALL = dict(width=0.0625, hidden=8, layers=1, dropout=0.0)
@@ -71,7 +71,7 @@ def test_conv_fusion_starts_as_sum_and_bilinear_is_a_per_location_outer_product(
         ConvFusion("sum", 6).combine(a, b[:, :, :2])
 
 
-@pytest.mark.parametrize("fusion,lateral", [(f, False) for f in FUSIONS] + [("conv", True), ("scores", True)])
+@pytest.mark.parametrize("fusion,lateral", [(f, False) for f in TWO_STREAM_FUSIONS] + [("conv", True), ("scores", True)])
 def test_every_fusion_trains(fusion, lateral):
     torch.manual_seed(0)
     model = build_fused_model(("gray", "flow"), "r3d18", "tcn", K, fusion=fusion, stage=-1, lateral=lateral,

@@ -8,11 +8,15 @@ import torchvision
 
 from flowprep.dataset import pad_collate
 from flowprep.errors import FlowprepError
+from flowprep.train import TrainConfig
 from flowprep.train.data import model_inputs
 from flowprep.train.inflate import inflate_googlenet, inflate_resnet18
 from flowprep.train.config import BACKENDS, FRONTENDS
 from flowprep.train.frontends2d import C3DResNet, FrameResNet34
-from flowprep.train.models import I3D, BiLSTMBackend, Conv1dBackend, LipReader, ResNet3D18, TemporalConvBackend
+from flowprep.train.backends import BiLSTMBackend, Conv1dBackend, TemporalConvBackend
+from flowprep.train.frontends3d import I3D, ResNet3D18
+from flowprep.train.models import LipReader, build_model
+from flowprep.train.registry import BACKEND, FRONTEND, FUSION, FUSIONS
 from flowprep.transforms import Normalize
 
 
@@ -22,8 +26,8 @@ def test_frontends_keep_every_frame(frontend, channels):
     net = frontend(channels, width=0.0625).eval()
     out = net(torch.randn(2, channels, 7, 40, 40))
     assert out.shape == (2, 7, net.out_features)
-    # published widths at width 1: 512 features for the ResNets, 1024 for I3D
-    assert frontend(channels).out_features == (1024 if frontend is I3D else 512)
+    if channels == 1:  # published widths at width 1 (whatever the channels): 512 for the ResNets, 1024 for I3D
+        assert frontend(channels).out_features == (1024 if frontend is I3D else 512)
 
 
 def test_the_2d_front_ends_are_torchvisions_resnet34_and_see_no_other_frame():
@@ -112,8 +116,10 @@ def test_score_fusion_averages_two_heads_and_feature_fusion_concatenates():
     torch.manual_seed(0)
     inputs = {"gray": torch.randn(2, 1, 5, 32, 32), "flow": torch.randn(2, 2, 5, 32, 32)}
     lengths = torch.tensor([5, 5])
-    late = LipReader(("gray", "flow"), "r3d18", "tcn", num_classes=3, fusion="scores", width=0.0625, hidden=8).eval()
-    heads = [late.backends[s](late.frontends[s](inputs[s]), lengths) for s in ("gray", "flow")]
+    cfg = TrainConfig(shards="", out="", frontend="r3d18", backend="tcn", fusion="scores", width=0.0625, hidden=8,
+                      crop=32)
+    late = build_model(cfg, num_classes=3).eval()
+    heads = [late.backends[h](late.frontends[s](inputs[s]), lengths) for h, s in (("a", "gray"), ("b", "flow"))]
     torch.testing.assert_close(late(inputs, lengths), (heads[0] + heads[1]) / 2)
     early = LipReader(("gray", "flow"), "i3d", "bilstm", num_classes=3, width=0.0625, hidden=8)
     total = early.frontends["gray"].out_features + early.frontends["flow"].out_features
@@ -222,10 +228,9 @@ def test_the_2d_front_ends_run_stage_by_stage_for_map_fusion(frontend):
     """Their stages (fusion.py runs front-ends stage by stage) give the front-end's own output, and a
     map fusion with lateral connections builds and runs on them."""
     from flowprep.train.fusion import StagedFrontend, build_fused_model
-    from flowprep.train.models import FRONTENDS as NETS
 
     torch.manual_seed(0)
-    net = NETS[frontend](2, 0.125).eval()
+    net = FRONTEND[frontend](2, 0.125).eval()
     x = torch.randn(1, 2, 4, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(StagedFrontend(net)(x), net(x))
@@ -233,3 +238,16 @@ def test_the_2d_front_ends_run_stage_by_stage_for_map_fusion(frontend):
                               width=0.0625, hidden=8, input_sizes=((32, 32), (32, 32)))
     inputs = {"gray": torch.randn(2, 1, 5, 32, 32), "flow": torch.randn(2, 2, 5, 32, 32)}
     assert model(inputs, torch.tensor([5, 4])).shape == (2, 3)
+
+
+def test_every_declared_model_name_has_a_builder_and_config_reads_the_same_names():
+    """registry.py declares the names without torch; importing models.py registers a builder for each."""
+    from flowprep.train import config
+
+    assert FRONTEND.missing() == [] and BACKEND.missing() == [] and FUSION.missing() == []
+    assert (config.FRONTENDS, config.BACKENDS, config.FUSIONS) == (FRONTEND.names, BACKEND.names, FUSIONS)
+    with pytest.raises(FlowprepError, match="front-end 'resnet50': use one of resnet2d"):
+        FRONTEND["resnet50"]
+    with pytest.raises(ValueError, match="not declared"):
+        FRONTEND.register("resnet50")
+

@@ -16,7 +16,8 @@ from flowprep.cli import main as cli_main
 from flowprep.errors import FlowprepError
 from flowprep.train.frontends2d import C3DResNet, FrameResNet34
 from flowprep.train.inflate import inflate, load_2d
-from flowprep.train.models import I3D, LipReader, ResNet3D18
+from flowprep.train.frontends3d import I3D, ResNet3D18
+from flowprep.train.models import LipReader
 from flowprep.train.pretrained import I3D_FILES, R3D18_FILE, load_video, read_video
 
 
