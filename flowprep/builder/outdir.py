@@ -22,6 +22,7 @@ VERSIONED = ("flowprep", "torch", "ptlflow", "dlib-bin", "opencv-python", "h5py"
 
 
 def open_manifest(out: Path, src: Path, layout: str, cfg: BuildConfig, overwrite: bool) -> Manifest:
+    """The build's manifest: the folder's own to resume, or a fresh one; another build's is refused."""
     fresh = Manifest(
         config=cfg.output_dict(),
         config_fingerprint=cfg.fingerprint(),
@@ -29,19 +30,32 @@ def open_manifest(out: Path, src: Path, layout: str, cfg: BuildConfig, overwrite
         layout=layout,
         versions=versions(),
     )
+
+    def changes(old: Manifest) -> list[str]:
+        if old.config_fingerprint == fresh.config_fingerprint and old.src == fresh.src:
+            return []
+        found = differences(old.config, fresh.config)
+        if old.src != fresh.src:
+            found.append(f"src: {old.src} -> {fresh.src}")
+        return found or ["fingerprint differs"]
+
+    return resume_or_refuse(out, fresh, overwrite, changes, "a build made with other settings", "settings")
+
+
+def resume_or_refuse(out: Path, fresh: Manifest, overwrite: bool, changes, holds: str, same: str) -> Manifest:
+    """The manifest in ``out`` when ``changes(old)`` finds nothing against ``fresh`` (a resume), ``fresh`` when
+    the folder has none (or ``overwrite`` cleared it); else one line saying what differs and what to do."""
     if not (out / MANIFEST_NAME).exists():
         return fresh
     if overwrite:
         clear(out)
         return fresh
     old = Manifest.load(out)
-    if old.config_fingerprint != fresh.config_fingerprint or old.src != fresh.src:
-        changes = differences(old.config, fresh.config)
-        if old.src != fresh.src:
-            changes.append(f"src: {old.src} -> {fresh.src}")
+    found = changes(old)
+    if found:
         raise FlowprepError(
-            f"{out} holds a build made with other settings ({'; '.join(changes) or 'fingerprint differs'}). "
-            "Rerun with the same settings to resume, pick another --out, or pass --overwrite to start over."
+            f"{out} holds {holds} ({'; '.join(found)}). "
+            f"Rerun with the same {same} to resume, pick another --out, or pass --overwrite to start over."
         )
     old.versions = fresh.versions
     return old

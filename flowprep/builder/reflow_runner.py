@@ -36,7 +36,7 @@ from ..sources import ClipRecord
 from . import stages
 from .executor import RayExecutor
 from .report import BuildReport
-from .outdir import clear, differences, reconcile, remove_stale_temporaries, versions
+from .outdir import differences, reconcile, remove_stale_temporaries, resume_or_refuse, versions
 from .runner import _run, _sees
 
 READ = stages.StageSpec("read", num_cpus=1.0)
@@ -205,22 +205,17 @@ def open_manifest(out: Path, src: Path, parent: Manifest, cfg: BuildConfig, over
                      layout=parent.layout, versions=versions(), classes=list(parent.classes),
                      planned_clips=parent.planned_clips, discovery_failures=list(parent.discovery_failures),
                      parent=_parent_record(src, parent))
-    if not (out / MANIFEST_NAME).exists():
-        return fresh
-    if overwrite:
-        clear(out)
-        return fresh
-    old = Manifest.load(out)
-    if old.config_fingerprint != fresh.config_fingerprint or old.parent != fresh.parent:
-        changes = differences(old.config, fresh.config)
-        changes += [f"parent {k}: {old.parent.get(k)!r} -> {v!r}" for k, v in fresh.parent.items()
-                    if old.parent.get(k) != v]
-        raise FlowprepError(
-            f"{out} holds shards made from another source or with other settings ({'; '.join(changes)}). "
-            "Rerun with the same source and settings to resume, pick another --out, or pass --overwrite to start over."
-        )
-    old.versions = fresh.versions
-    return old
+
+    def changes(old: Manifest) -> list[str]:
+        if old.config_fingerprint == fresh.config_fingerprint and old.parent == fresh.parent:
+            return []
+        found = differences(old.config, fresh.config) + [
+            f"parent {k}: {(old.parent or {}).get(k)!r} -> {v!r}" for k, v in fresh.parent.items()
+            if (old.parent or {}).get(k) != v]
+        return found or ["fingerprint differs"]
+
+    return resume_or_refuse(out, fresh, overwrite, changes, "shards made from another source or with other settings",
+                            "source and settings")
 
 
 # ---- the read stage ----------------------------------------------------------------------------

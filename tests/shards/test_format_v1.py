@@ -34,12 +34,18 @@ def old_folder(tmp_path) -> Path:
     return Path(shutil.copytree(FIXTURE, tmp_path / "shards_v1"))
 
 
+# Sample fields added after the old reader, derived from what the old folder stores (``words`` is
+# ``word_times`` parsed): left out of the digest, checked on their own below.
+LATER_FIELDS = ("words",)
+
+
 def _digest(ds: ShardDataset) -> str:
     """Every stream's bytes, dtype and shape and every per-clip field of every clip, in order."""
     h = hashlib.sha256()
     for i in range(len(ds)):
         sample = ds[i]
-        for key in sorted(sample):
+        assert sample["words"] == []  # the old folder has no word timings
+        for key in sorted(set(sample) - set(LATER_FIELDS)):
             value = sample[key]
             if isinstance(value, torch.Tensor):
                 value = value.numpy()
