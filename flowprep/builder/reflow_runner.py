@@ -108,7 +108,7 @@ def _reflow_locked(src: Path, parent: Manifest, out: Path, cfg: BuildConfig, ove
                    executor: RayExecutor | None) -> BuildReport:
     manifest = open_manifest(out, src, parent, cfg, overwrite)
     remove_stale_temporaries(out)
-    plan = _plan(src, parent)
+    plan = plan_reflow(src, parent)
     todo = reconcile(manifest, plan, out)
     report = BuildReport(out_dir=str(out), planned_clips=manifest.planned_clips,
                          skipped_shards=len(plan) - len(todo), failed=len(parent.discovery_failures))
@@ -167,7 +167,7 @@ def _parent_record(src: Path, parent: Manifest) -> dict:
             "shards_digest": digest}
 
 
-def _plan(src: Path, parent: Manifest) -> list[ReflowShard]:
+def plan_reflow(src: Path, parent: Manifest) -> list[ReflowShard]:
     """One shard per parent shard: its stored clips and its failures, merged in the build's plan order
     (clip id within the split), so the writer records failures where a direct build would."""
     import h5py

@@ -243,7 +243,7 @@ def test_a_source_shard_lost_mid_reflow_leaves_it_incomplete_and_a_rerun_finishe
 
     import flowprep.builder.reflow_runner as module
 
-    planned = module._plan
+    planned = module.plan_reflow
 
     def first_shard_gone(src, parent):  # as if the first source shard vanished after the checks
         plan = planned(src, parent)
@@ -251,7 +251,7 @@ def test_a_source_shard_lost_mid_reflow_leaves_it_incomplete_and_a_rerun_finishe
                       else it for it in plan[0].records)
         return [dataclasses.replace(plan[0], records=items)] + plan[1:]
 
-    monkeypatch.setattr(module, "_plan", first_shard_gone)
+    monkeypatch.setattr(module, "plan_reflow", first_shard_gone)
     out = tmp_path / "out"
     report = reflow(dis_build, out, FARNEBACK, progress=False, executor=ray_cluster)
     assert not report.complete and report.exit_code == EXIT_FATAL and report.written_shards == 1
