@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import BuildConfig
@@ -155,40 +155,20 @@ def measured_gpu_pairs_per_s() -> tuple[float, str] | None:
     return (max(rates), f"measured on {figures['device_name']}") if rates else None
 
 
-def add_projection_arguments(parser) -> None:
-    """The options of `flowprep bench build` that ask for a projection instead of a build."""
-    group = parser.add_argument_group("projection (--project): the whole-dataset wall time from stage costs")
-    group.add_argument("--project", choices=sorted(PROJECTS), default=None,
-                       help="measure the stage costs on --src (no naive recipe, no build) and print the projected "
-                            "wall time of a whole build of this dataset (lrw: 538,766 clips x 29 frames)")
-    group.add_argument("--cpus", type=int, default=None, help="CPUs of the node to project for (default: this machine's)")
-    group.add_argument("--gpus", type=int, default=None,
-                       help="GPUs of that node, each running PWC-Net (default: this machine's; 0: flow on the CPUs)")
-    group.add_argument("--gpu-pairs-per-s", type=float, default=None,
-                       help="PWC-Net pairs/s of one GPU (default: measured when this machine has a GPU)")
-
-
-def run_projection(args, cfg: BuildConfig) -> Projection:
-    """`flowprep bench build --project NAME`: measure here, project for --cpus/--gpus."""
+def run_projection(src, cfg: BuildConfig, project_name: str, cpus: int | None = None, gpus: int | None = None,
+                   gpu_pairs_per_s: float | None = None, limit: int = 16) -> Projection:
+    """`flowprep bench build --project NAME`: measure the stage costs here on ``limit`` clips of ``src``,
+    project for ``cpus`` CPUs and ``gpus`` GPUs (default: this machine's)."""
     import torch
 
-    gpus = args.gpus if args.gpus is not None else (torch.cuda.device_count() if torch.cuda.is_available() else 0)
-    cpus = args.cpus or os.cpu_count() or 1
-    pairs, source = args.gpu_pairs_per_s, "given"
+    gpus = gpus if gpus is not None else (torch.cuda.device_count() if torch.cuda.is_available() else 0)
+    cpus = cpus or os.cpu_count() or 1
+    pairs, source = gpu_pairs_per_s, "given"
     if gpus and pairs is None:
         measured = measured_gpu_pairs_per_s()
         if measured is not None:
             pairs, source = measured
     if gpus and not pairs:  # before measuring anything: the check fails in a second
-        project({"roi": 1.0}, cpus, gpus, pairs, args.project)
-    cost, clips = stage_costs(args.src, cfg, args.limit or 16)
-    return project(cost, cpus, gpus, pairs, args.project, clips, source)
-
-
-def print_projection(result: Projection, as_json: bool) -> None:
-    if as_json:
-        import json
-
-        print(json.dumps(asdict(result), indent=1))
-    else:
-        print("\n".join(result.lines()))
+        project({"roi": 1.0}, cpus, gpus, pairs, project_name)
+    cost, clips = stage_costs(src, cfg, limit)
+    return project(cost, cpus, gpus, pairs, project_name, clips, source)

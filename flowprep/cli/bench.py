@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import asdict
 
 from ..train.bench import add_bench_train_parser
-from ..builder.projection import add_projection_arguments, print_projection, run_projection
 from .build import add_build_options, config_from_args
 from .forms import Help, add_folder_argument, comma_list
 
@@ -83,12 +83,31 @@ def _ints(text: str) -> tuple[int, ...]:
     return tuple(int(v) for v in comma_list(text))
 
 
+def add_projection_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `flowprep bench build` that ask for a projection instead of a build."""
+    from ..builder.projection import PROJECTS
+
+    group = parser.add_argument_group("projection (--project): the whole-dataset wall time from stage costs")
+    group.add_argument("--project", choices=sorted(PROJECTS), default=None,
+                       help="measure the stage costs on --src (no naive recipe, no build) and print the projected "
+                            "wall time of a whole build of this dataset (lrw: 538,766 clips x 29 frames)")
+    group.add_argument("--cpus", type=int, default=None, help="CPUs of the node to project for (default: this machine's)")
+    group.add_argument("--gpus", type=int, default=None,
+                       help="GPUs of that node, each running PWC-Net (default: this machine's; 0: flow on the CPUs)")
+    group.add_argument("--gpu-pairs-per-s", type=float, default=None,
+                       help="PWC-Net pairs/s of one GPU (default: measured when this machine has a GPU)")
+
+
 def run_bench_build(args: argparse.Namespace) -> int:
     from ..builder import bench as build_bench
 
     cfg = config_from_args(args).replace(limit=None)
     if args.project:  # the whole-dataset projection from stage costs
-        print_projection(run_projection(args, cfg), args.json)
+        from ..builder.projection import run_projection
+
+        result = run_projection(args.src, cfg, args.project, args.cpus, args.gpus, args.gpu_pairs_per_s,
+                                args.limit or 16)
+        print(json.dumps(asdict(result), indent=1) if args.json else "\n".join(result.lines()))
         return 0
     figures = build_bench.run_bench(args.src, cfg, limit=args.limit or 64)
     if args.json:
