@@ -158,7 +158,10 @@ def decode_gray(path: str | Path, max_frames: int | None = None, expected_frames
         raise DecodeError(failure_reason(log.encode()) or "no video frames decoded")
     video = DecodedVideo(frames=np.stack(frames), fps=fps)
     if max_frames is None:
-        broken = _library_marker(log, stream.index) or flagged
+        # a damaged packet or frame flagged by the libraries comes first: those flags are part of the data,
+        # while a log line can be missed (the libraries' log is process-wide and delivered by callback),
+        # so the same cut file always gets the same reason; the log speaks for a cut the flags do not show
+        broken = flagged or _library_marker(log, stream.index)
         check_complete(video.num_frames, declared, broken, expected_frames)
     return video
 
