@@ -166,24 +166,30 @@ def decode_gray(path: str | Path, max_frames: int | None = None, expected_frames
     return video
 
 
-def _gray_frames(container, stream, max_frames: int | None) -> tuple[list[np.ndarray], str]:
-    """The stream's frames as gray arrays, and the ffmpeg program's words for the first damaged
-    packet or frame ("" when none). A packet the decoder refuses is passed over, as the program does."""
-    gray, frames, flagged = _gray_converter(), [], ""
+def _decoded(container, stream, damage: list[str]):
+    """Every frame the decoder gives for ``stream``. A packet it refuses is passed over, as the ffmpeg
+    program does; the program's words for each damaged packet are added to ``damage`` in stream order."""
     for packet in container.demux(stream):
-        if packet.is_corrupt and not flagged:
-            flagged = f"corrupt input packet in stream {stream.index}"
+        if packet.is_corrupt:
+            damage.append(f"corrupt input packet in stream {stream.index}")
         try:
             decoded = packet.decode()
         except av.error.FFmpegError:
             continue
-        for frame in decoded:
-            if frame.is_corrupt and not flagged:
-                flagged = f"corrupt decoded frame in stream {stream.index}"
-            frames.append(gray.convert(frame))
-            if max_frames is not None and len(frames) >= max_frames:
-                return frames, flagged
-    return frames, flagged
+        yield from decoded
+
+
+def _gray_frames(container, stream, max_frames: int | None) -> tuple[list[np.ndarray], str]:
+    """The stream's frames as gray arrays, and the ffmpeg program's words for the first damaged
+    packet or frame ("" when none)."""
+    gray, frames, damage = _gray_converter(), [], []
+    for frame in _decoded(container, stream, damage):
+        if frame.is_corrupt:
+            damage.append(f"corrupt decoded frame in stream {stream.index}")
+        frames.append(gray.convert(frame))
+        if max_frames is not None and len(frames) >= max_frames:
+            break
+    return frames, damage[0] if damage else ""
 
 
 def _library_marker(log: str, index: int) -> str:
@@ -289,16 +295,11 @@ def _resampled(container, rate: int, dtype: str, file_start: float) -> tuple[np.
                 return
             out.append(frame.to_ndarray().reshape(-1))
 
-    for packet in container.demux(stream):
-        try:
-            decoded = packet.decode()
-        except av.error.FFmpegError:
-            continue
-        for frame in decoded:
-            if frame.pts is not None:
-                frame.pts -= offset
-            graph.push(frame)
-            drain()
+    for frame in _decoded(container, stream, []):
+        if frame.pts is not None:
+            frame.pts -= offset
+        graph.push(frame)
+        drain()
     graph.push(None)
     drain()
     own_start = (stream.start_time * stream.time_base - file_start) if stream.start_time is not None else 0.0
